@@ -1,0 +1,72 @@
+# The course's commands. `make book` and `make test` are the two the README promises;
+# both set up .venv on first use (and again only when a requirement file changes).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JB     := $(BIN)/jupyter-book
+CHROMIUM := /usr/bin/chromium
+NOTEBOOK_DIRS := $(wildcard book exercises)
+# The book `make test` builds (quick mode, strict) lives apart from the reader's full-mode book,
+# with its own execution cache, so quick outputs never end up in the reader's pages.
+TEST_BOOK := _build/test
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export MPLBACKEND := Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help setup book test unit notebooks book-strict browser lab bench student grade clean
+
+help:
+	@echo "make book   - set up .venv if needed, execute the notebooks, build the book into _build/html"
+	@echo "make test   - unit tests, every notebook (quick mode, nbval), strict book build, browser tests"
+	@echo "make lab    - JupyterLab on the course"
+	@echo "make bench  - benchmarks against torchvision / pycocotools / PyTorch -> benchmarks/results/"
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements.txt -e '.[test,book]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	@touch $@
+
+# Debian's chromium for the browser tests and screenshots (Playwright drives it; it never
+# downloads a browser of its own).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing: run 'sudo apt-get install -y chromium' (needed by the browser tests)"; exit 1; \
+	fi
+
+setup: $(STAMP)
+
+book: setup
+	$(JB) build --all -n --keep-going .
+	@echo
+	@echo "The book is in $(CURDIR)/_build/html - open file://$(CURDIR)/_build/html/index.html"
+
+test: unit notebooks book-strict browser
+
+unit: setup
+	$(BIN)/python -m pytest tests -m "not browser" -n 2 --dist loadfile -q
+
+notebooks: setup
+	LECTURE_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadfile \
+		-p no:cacheprovider -q $(NOTEBOOK_DIRS)
+
+book-strict: setup
+	LECTURE_QUICK=1 $(JB) build -W -n --keep-going --all --path-output $(TEST_BOOK) .
+
+browser: setup $(CHROMIUM)
+	LECTURE_BOOK_HTML=$(TEST_BOOK)/_build/html $(BIN)/python -m pytest tests -m browser -q
+
+lab: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab]'
+	$(BIN)/jupyter lab --notebook-dir=.
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf _build .pytest_cache

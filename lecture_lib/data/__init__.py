@@ -1,0 +1,1 @@
+"""Offline data sets: synthetic shapes on scikit-image textures, scikit-learn digits, and real loaders."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics: detection (AP, mAP) and segmentation (confusion matrix, IoU)."""

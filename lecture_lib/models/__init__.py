@@ -1,0 +1,1 @@
+"""Models of the lecture: FCN, UNet, localization heads, Overfeat, R-CNN family."""

@@ -1,0 +1,1 @@
+"""Interactive demos: one file per demo with compute_* (pure), plot_* (matplotlib), *_demo (ipywidgets)."""

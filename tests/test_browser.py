@@ -1,0 +1,109 @@
+"""The rendered book in a real browser (Debian's chromium driven by Playwright), offline.
+
+These tests read the book that ``make test`` builds (``LECTURE_BOOK_HTML``, default
+``_build/test/_build/html``); ``make test`` runs them after the build.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from lecture_lib.boxes import box_iou
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+# Flags that keep Chromium from phoning home on a machine without a network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def book_html() -> Path:
+    configured = os.environ.get("LECTURE_BOOK_HTML")
+    path = ROOT / (configured or "_build/test/_build/html")
+    if not (path / "index.html").exists():
+        if configured:
+            pytest.fail(f"LECTURE_BOOK_HTML={configured} holds no built book (no index.html)")
+        pytest.skip("the book is not built: run `make book-strict` (or `make test`) first")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def offline_page(browser):
+    """A page that records every request and refuses anything but local files."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    page = context.new_page()
+    external = []
+
+    def guard(route):
+        external.append(route.request.url)
+        route.abort()
+
+    page.route(re.compile(r"^(https?|wss?)://"), guard)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page, external, errors
+    context.close()
+
+
+def test_iou_page_shows_outputs_and_renders_offline(book_html, offline_page):
+    page, external, errors = offline_page
+    page.goto((book_html / "book/06_localization/01_iou.html").as_uri())
+    page.wait_for_selector("mjx-container", timeout=20_000)  # MathJax from the vendored copy
+    page.wait_for_selector(".widget-slider", timeout=20_000)  # ipywidgets via the vendored manager
+    assert page.locator("img[src*='_images/']").count() >= 2, "the notebook's plots are missing"
+    assert "agree with lecture_lib and torchvision" in page.content()
+    assert external == [], f"the page tried to reach the network: {external}"
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def _read_drag_widget(widget):
+    parse = lambda role: [float(v) for v in widget.locator(f'[data-role="{role}"]').inner_text().strip("()").split(",")]
+    return parse("box-a"), parse("box-b"), float(widget.locator('[data-role="iou"]').inner_text())
+
+
+def test_dragging_a_box_updates_iou_like_box_iou(book_html, offline_page):
+    page, external, errors = offline_page
+    page.goto((book_html / "book/06_localization/01_iou.html").as_uri())
+    widget = page.locator(".lecture-iou-drag").first
+    widget.scroll_into_view_if_needed()
+    box_a, box_b, shown = _read_drag_widget(widget)
+    assert shown == pytest.approx(box_iou(torch.tensor([box_a]), torch.tensor([box_b])).item(), abs=5e-4)
+
+    seen = {shown}
+    # Move box B by a few drags (and resize it once); after each, the readout must equal box_iou.
+    for role, dx, dy in [("box", -40, -25), ("box", -30, -20), ("handle", -35, -30), ("box", 60, 70)]:
+        target = widget.locator(f'rect[data-role="{role}"][data-name="b"]')
+        bbox = target.bounding_box()
+        start_x, start_y = (bbox["x"] + 3, bbox["y"] + 3) if role == "box" else (bbox["x"] + 6, bbox["y"] + 6)
+        page.mouse.move(start_x, start_y)
+        page.mouse.down()
+        page.mouse.move(start_x + dx / 2, start_y + dy / 2, steps=3)
+        page.mouse.move(start_x + dx, start_y + dy, steps=3)
+        page.mouse.up()
+        new_a, new_b, shown = _read_drag_widget(widget)
+        assert new_a == box_a, "dragging B must not move A"
+        assert new_b != box_b, f"dragging the {role} of B did not change it"
+        expected = box_iou(torch.tensor([new_a]), torch.tensor([new_b])).item()
+        assert shown == pytest.approx(expected, abs=5e-4), (new_a, new_b)
+        box_b = new_b
+        seen.add(shown)
+    assert len(seen) >= 3, f"the IoU readout barely changed: {seen}"
+    assert external == [] and errors == []
