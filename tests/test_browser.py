@@ -107,3 +107,38 @@ def test_dragging_a_box_updates_iou_like_box_iou(book_html, offline_page):
         seen.add(shown)
     assert len(seen) >= 3, f"the IoU readout barely changed: {seen}"
     assert external == [] and errors == []
+
+
+def test_static_interact_swaps_frames_in_the_browser(offline_page, tmp_path):
+    """Moving the slider / menu shows the frame precomputed for exactly that combination."""
+    import base64
+
+    import matplotlib.pyplot as plt
+
+    from lecture_lib.widgets.static import compute_frames, static_interact
+
+    def render(size, colour):
+        fig, ax = plt.subplots(figsize=(1 + size, 1))
+        ax.set_facecolor(colour)
+        return fig
+
+    controls = {"size": [0, 1, 2], "colour": ["red", "blue"]}
+    expected = [base64.b64encode(f).decode() for f in compute_frames(render, controls)]
+    page_file = tmp_path / "interact.html"
+    page_file.write_text("<html><body>" + static_interact(render, controls).data + "</body></html>")
+
+    page, external, errors = offline_page
+    page.goto(page_file.as_uri())
+    frame = page.locator('[data-role="frame"]')
+
+    def shown():
+        return frame.get_attribute("src").split(",", 1)[1]
+
+    assert shown() == expected[0]
+    page.locator('[data-control="size"]').fill("2")  # range input: dispatches input + change
+    assert shown() == expected[2 * 2 + 0]
+    assert page.locator('[data-value-of="size"]').inner_text() == "2"
+    page.locator('[data-control="colour"]').select_option("1")
+    assert shown() == expected[2 * 2 + 1]
+    assert page.locator('[data-value-of="colour"]').inner_text() == "blue"
+    assert external == [] and errors == []
