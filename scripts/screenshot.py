@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(page_path="book/06_localization/01_iou.html", out="docs/screenshot.png", anchor=".lecture-iou-drag"):
     html = ROOT / "_build/html" / page_path
     if not html.exists():
-        html = ROOT / "_build/test/_build/html" / page_path
+        html = ROOT / "_build/test/src/_build/html" / page_path
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])

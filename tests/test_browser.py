@@ -1,7 +1,7 @@
 """The rendered book in a real browser (Debian's chromium driven by Playwright), offline.
 
 These tests read the book that ``make test`` builds (``LECTURE_BOOK_HTML``, default
-``_build/test/_build/html``); ``make test`` runs them after the build.
+``_build/test/src/_build/html``); ``make test`` runs them after the build.
 """
 
 import os
@@ -25,7 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture(scope="module")
 def book_html() -> Path:
     configured = os.environ.get("LECTURE_BOOK_HTML")
-    path = ROOT / (configured or "_build/test/_build/html")
+    path = ROOT / (configured or "_build/test/src/_build/html")
     if not (path / "index.html").exists():
         if configured:
             pytest.fail(f"LECTURE_BOOK_HTML={configured} holds no built book (no index.html)")
