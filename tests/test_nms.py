@@ -1,0 +1,215 @@
+"""lecture_lib.nms against torchvision.ops.nms / batched_nms (ties included), hand cases, laws."""
+
+import pytest
+import torch
+import torchvision.ops as tvops
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.ops.boxes import _batched_nms_coordinate_trick, _batched_nms_vanilla
+
+from lecture_lib.boxes import box_iou
+from lecture_lib.nms import batched_nms, nms
+
+
+def clustered_boxes(n, generator, n_clusters=5, dtype=torch.float32):
+    """Boxes jittered around a few centres, so that many overlap (what NMS is for)."""
+    centres = torch.rand(n_clusters, 2, generator=generator, dtype=torch.float64) * 200
+    which = torch.randint(0, n_clusters, (n,), generator=generator)
+    centre = centres[which] + torch.randn(n, 2, generator=generator, dtype=torch.float64) * 6
+    size = 20 + torch.rand(n, 2, generator=generator, dtype=torch.float64) * 30
+    return torch.cat([centre - size / 2, centre + size / 2], 1).clamp(min=0).to(dtype)
+
+
+# --- against torchvision ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("iou_threshold", [0.0, 0.3, 0.5, 0.7, 1.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nms_equals_torchvision_distinct_scores(seed, iou_threshold, dtype):
+    g = torch.Generator().manual_seed(seed)
+    boxes = clustered_boxes(200, g, dtype=dtype)
+    scores = torch.rand(200, generator=g, dtype=torch.float64).to(dtype)
+    assert torch.equal(nms(boxes, scores, iou_threshold), tvops.nms(boxes, scores, iou_threshold))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_nms_equals_torchvision_with_score_ties(seed):
+    # Few distinct score values and up to 400 boxes: far more than the 16 elements up to which
+    # torch's default (unstable) sort happens to keep equal scores in input order.
+    g = torch.Generator().manual_seed(100 + seed)
+    n = int(torch.randint(1, 400, (1,), generator=g))
+    boxes = clustered_boxes(n, g, n_clusters=int(torch.randint(1, 8, (1,), generator=g)))
+    levels = int(torch.randint(1, 5, (1,), generator=g))
+    scores = torch.randint(0, levels, (n,), generator=g).float() / levels
+    iou_threshold = float(torch.rand(1, generator=g))
+    expected = tvops.nms(boxes, scores, iou_threshold)
+    assert torch.equal(nms(boxes, scores, iou_threshold), expected)
+
+
+@pytest.mark.parametrize("n", [2, 16, 17, 50, 300])
+def test_nms_all_scores_equal_disjoint_boxes_keeps_torchvision_order(n):
+    # nothing overlaps: every box is kept, and the order is purely the tie-breaking of the sort
+    x = torch.arange(n, dtype=torch.float32) * 10
+    boxes = torch.stack([x, torch.zeros(n), x + 5, torch.full((n,), 5.0)], 1)
+    scores = torch.full((n,), 0.5)
+    result = nms(boxes, scores, 0.5)
+    assert torch.equal(result, tvops.nms(boxes, scores, 0.5))
+    assert result.tolist() == list(range(n))  # a stable sort: equal scores keep input order
+
+
+def test_nms_identical_boxes_identical_scores():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(40, 1)
+    scores = torch.ones(40)
+    assert torch.equal(nms(boxes, scores, 0.5), tvops.nms(boxes, scores, 0.5))
+    assert len(nms(boxes, scores, 0.5)) == 1
+
+
+def test_nms_zero_area_boxes_equal_torchvision():
+    # IoU of two empty boxes is 0 / 0 = NaN, and NaN > t is false: neither suppresses the other
+    boxes = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert torch.equal(nms(boxes, scores, 0.5), tvops.nms(boxes, scores, 0.5))
+    assert nms(boxes, scores, 0.5).tolist() == [0, 1, 2]
+
+
+def test_threshold_is_compared_in_double_like_the_kernel():
+    # IoU = 10 / 100 computed in float32 is 0.1f = 0.10000000149..., which is > 0.1 (double)
+    # but not > float32(0.1); torchvision suppresses the second box.
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 1.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8])
+    assert tvops.nms(boxes, scores, 0.1).tolist() == [0]
+    assert nms(boxes, scores, 0.1).tolist() == [0]
+
+
+# --- hand-computed cases --------------------------------------------------------------------
+
+
+def test_nms_hand_computed():
+    boxes = torch.tensor([
+        [0.0, 0.0, 10.0, 10.0],    # 0: best of the first object
+        [1.0, 0.0, 11.0, 10.0],    # 1: IoU with 0 = 90 / 110 = 0.82 -> suppressed
+        [5.0, 0.0, 15.0, 10.0],    # 2: IoU with 0 = 50 / 150 = 0.33 -> kept at 0.5
+        [50.0, 50.0, 60.0, 60.0],  # 3: another object
+    ])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2, 3]
+    assert nms(boxes, scores, 0.3).tolist() == [0, 3]  # 0.33 > 0.3: box 2 goes too
+    assert nms(boxes, scores, 0.9).tolist() == [0, 1, 2, 3]
+    # the order of the result follows the scores, not the input; now 1 (IoU 60 / 140 = 0.43
+    # with 2) is kept and suppresses 0
+    assert nms(boxes, torch.tensor([0.1, 0.2, 0.3, 0.95]), 0.5).tolist() == [3, 2, 1]
+
+
+def test_suppressed_box_does_not_suppress_others():
+    # 1 is suppressed by 0; 2 overlaps 1 a lot but 0 only a little, so 2 survives
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [4.0, 0.0, 14.0, 10.0], [8.0, 0.0, 18.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert nms(boxes, scores, 0.4).tolist() == [0, 2]
+
+
+# --- batched_nms ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_batched_nms_equals_torchvision(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 250
+    boxes = clustered_boxes(n, g)
+    scores = torch.randint(0, 6, (n,), generator=g).float() / 6  # with ties
+    idxs = torch.randint(0, 4, (n,), generator=g)
+    assert torch.equal(batched_nms(boxes, scores, idxs, 0.5), tvops.batched_nms(boxes, scores, idxs, 0.5))
+
+
+def test_batched_nms_large_equals_torchvision_coordinate_trick():
+    # above 1000 boxes torchvision switches to a per-class loop (for speed); the trick's result
+    # is the same set, and with distinct scores the same order
+    g = torch.Generator().manual_seed(11)
+    n = 1500
+    boxes = clustered_boxes(n, g, n_clusters=20)
+    scores = torch.rand(n, generator=g)
+    idxs = torch.randint(0, 10, (n,), generator=g)
+    ours = batched_nms(boxes, scores, idxs, 0.6)
+    assert torch.equal(ours, _batched_nms_coordinate_trick(boxes, scores, idxs, 0.6))
+    assert torch.equal(ours, tvops.batched_nms(boxes, scores, idxs, 0.6))
+
+
+def test_batched_nms_categories_do_not_suppress_each_other():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 3)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
+    assert nms(boxes, scores, 0.5).tolist() == [0]
+
+
+def test_batched_nms_negative_coordinates_still_separates_categories():
+    # torchvision's offset (max + 1) assumes coordinates >= 0; ours translates first
+    g = torch.Generator().manual_seed(3)
+    boxes = clustered_boxes(120, g) - 150.0
+    scores = torch.rand(120, generator=g)
+    idxs = torch.randint(0, 3, (120,), generator=g)
+    assert torch.equal(batched_nms(boxes, scores, idxs, 0.5), _batched_nms_vanilla(boxes, scores, idxs, 0.5))
+
+
+# --- properties -----------------------------------------------------------------------------
+
+coordinate = st.integers(min_value=0, max_value=60)
+extent = st.integers(min_value=1, max_value=40)
+box = st.tuples(coordinate, coordinate, extent, extent).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(box, st.integers(0, 3)), min_size=1, max_size=40), st.floats(0.0, 1.0))
+def test_nms_laws_and_torchvision(items, iou_threshold):
+    boxes = torch.tensor([b for b, _ in items], dtype=torch.float32)
+    scores = torch.tensor([s for _, s in items], dtype=torch.float32)
+    keep = nms(boxes, scores, iou_threshold)
+    assert torch.equal(keep, tvops.nms(boxes, scores, iou_threshold))
+    iou = box_iou(boxes, boxes).double()
+    kept = keep.tolist()
+    # kept boxes do not overlap each other by more than the threshold
+    for a in range(len(kept)):
+        for b in range(a + 1, len(kept)):
+            assert iou[kept[a], kept[b]] <= iou_threshold
+    # every dropped box overlaps a kept box with at least its score by more than the threshold
+    for j in set(range(len(boxes))) - set(kept):
+        assert any(iou[k, j] > iou_threshold and scores[k] >= scores[j] for k in kept)
+    # scores of the result never increase
+    assert bool((scores[keep][1:] <= scores[keep][:-1]).all())
+
+
+# --- empty and bad input --------------------------------------------------------------------
+
+
+def test_empty_inputs():
+    out = nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert out.shape == (0,) and out.dtype == torch.int64
+    out = batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)
+    assert out.shape == (0,) and out.dtype == torch.int64
+
+
+def test_bad_input():
+    boxes, scores = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), torch.tensor([0.5, 0.4])
+    with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\], got \[2, 5\]"):
+        nms(torch.zeros(2, 5), scores, 0.5)
+    with pytest.raises(ValueError, match=r"scores must have shape \[N\] = \[2\] like boxes, got \[3\]"):
+        nms(boxes, torch.zeros(3), 0.5)
+    with pytest.raises(ValueError, match=r"got \[2, 1\]"):
+        nms(boxes, scores[:, None], 0.5)
+    with pytest.raises(TypeError, match=r"same dtype as boxes \(torch.float32\), got torch.float64"):
+        nms(boxes, scores.double(), 0.5)
+    with pytest.raises(TypeError, match="floating point .* got dtype torch.int64"):
+        nms(boxes.long(), scores.long(), 0.5)
+    with pytest.raises(ValueError, match=r"iou_threshold must be in \[0, 1\], got 1.5"):
+        nms(boxes, scores, 1.5)
+    with pytest.raises(ValueError, match=r"got nan"):
+        nms(boxes, scores, float("nan"))
+    with pytest.raises(TypeError, match="iou_threshold must be a number, got Tensor"):
+        nms(boxes, scores, torch.tensor(0.5))
+    with pytest.raises(ValueError, match=r"x1 <= x2"):
+        nms(torch.tensor([[2.0, 0.0, 1.0, 1.0]]), torch.tensor([1.0]), 0.5)
+    with pytest.raises(ValueError, match=r"idxs must have shape \[N\] = \[2\] like boxes, got \[1\]"):
+        batched_nms(boxes, scores, torch.tensor([0]), 0.5)
+    with pytest.raises(TypeError, match="idxs must hold integer category indices, got dtype torch.float32"):
+        batched_nms(boxes, scores, torch.tensor([0.0, 1.0]), 0.5)
+    with pytest.raises(TypeError, match="idxs must be a torch.Tensor"):
+        batched_nms(boxes, scores, [0, 1], 0.5)
