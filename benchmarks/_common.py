@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from lecture_lib.config import is_quick
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -62,8 +64,13 @@ def environment() -> dict:
 
 
 def write_result(name: str, result: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json`` (with the environment) and return its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write ``benchmarks/results/<name>.json`` (with the environment) and return its path.
+
+    In quick mode (``LECTURE_QUICK=1``, a smoke run) the file goes to ``results/quick/`` instead,
+    so that a smoke run never overwrites a recorded full-size result.
+    """
+    folder = RESULTS / "quick" if is_quick() else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "environment": environment(), **result}, indent=2) + "\n")
     return path
