@@ -24,6 +24,8 @@ help:
 	@echo "make test   - unit tests, every notebook (quick mode, nbval), strict book build, browser tests"
 	@echo "make lab    - JupyterLab on the course"
 	@echo "make bench  - benchmarks against torchvision / pycocotools / PyTorch -> benchmarks/results/"
+	@echo "make student - student copies of the exercises into _build/student"
+	@echo "make grade EXERCISE=03_segmentation SUBMISSIONS=folder - grade a folder of submissions"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +71,19 @@ lab: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+EXERCISES   := $(wildcard exercises/[0-9]*.ipynb)
+STUDENT_DIR ?= _build/student
+GRADES_DIR  ?= _build/grades
+
+# Student copies of every exercise (solutions and hidden tests removed) into STUDENT_DIR.
+student: setup
+	for nb in $(EXERCISES); do $(BIN)/lecture-grade student "$$nb" $(STUDENT_DIR); done
+
+# make grade EXERCISE=03_segmentation SUBMISSIONS=path/to/folder
+grade: setup
+	@test -n "$(EXERCISE)" && test -n "$(SUBMISSIONS)" || { echo "usage: make grade EXERCISE=03_segmentation SUBMISSIONS=folder"; exit 1; }
+	$(BIN)/lecture-grade grade exercises/$(EXERCISE).ipynb $(SUBMISSIONS) --out $(GRADES_DIR)/$(EXERCISE)
 
 clean:
 	rm -rf _build .pytest_cache
