@@ -40,8 +40,9 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", [p for p in ALL if p.parts[-3] == "book"], ids=lambda p: p.name)
 def test_one_title_and_no_skipped_heading_levels(path):
     nb = nbformat.read(path, as_version=4)
-    levels = [len(m.group(1)) for c in nb.cells if c.cell_type == "markdown"
-              for m in re.finditer(r"^(#{1,6}) ", c.source, flags=re.M)]
+    # headings outside fenced code blocks (a "# comment" in a ```bash block is no heading)
+    prose = [re.sub(r"(?ms)^(```|~~~).*?^\1", "", c.source) for c in nb.cells if c.cell_type == "markdown"]
+    levels = [len(m.group(1)) for text in prose for m in re.finditer(r"^(#{1,6}) ", text, flags=re.M)]
     assert levels[:1] == [1] and levels.count(1) == 1, f"{path.name}: needs exactly one '# Title' first"
     for before, after in zip(levels, levels[1:]):
         assert after <= before + 1, f"{path.name}: heading level jumps from {before} to {after}"

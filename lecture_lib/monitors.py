@@ -1,0 +1,516 @@
+"""Monitoring training: what to look at while a network learns, as ``fit()`` callbacks.
+
+Each concept has a pure function (tested against NumPy / scikit-learn), a callback that calls
+it during training, and a ``plot_*(..., ax=None)`` that draws on a matplotlib axis and returns it.
+
+=========================  ===========================  =====================================
+what                       function                     callback / plot
+=========================  ===========================  =====================================
+loss per step              ``smooth``                   ``History.step_loss`` / ``plot_loss``
+train vs val accuracy      ``accuracy_gap``             ``History`` / ``plot_accuracy``
+activations per layer      ``activation_stats``         ``ActivationStats`` / ``plot_activation_stats``,
+                                                        ``plot_activation_histograms``
+gradients per layer        ``gradient_stats``           ``GradientStats`` / ``plot_gradient_histograms``
+update / weight ratio      ``update_ratio``             ``UpdateRatio`` / ``plot_update_ratio``
+learning trajectory        ``pca_2d``, ``loss_grid``    ``WeightTrajectory`` / ``plot_trajectory``
+=========================  ===========================  =====================================
+
+Rules of thumb (CS231n, "Babysitting the learning process"): the update/weight ratio
+``||lr * dW|| / ||W||`` should be around 1e-3 — far above means the learning rate is too high,
+far below too low; tanh units stuck at +-1 (saturated) or ReLU units that never fire (dead)
+do not learn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lecture_lib.train import Callback, History, TrainState
+
+__all__ = [
+    "smooth", "accuracy_gap", "activation_stats", "gradient_stats", "update_ratio", "pca_2d",
+    "loss_grid", "diagnose_learning_rate",
+    "ActivationStats", "GradientStats", "UpdateRatio", "WeightTrajectory",
+    "plot_loss", "plot_accuracy", "plot_activation_stats", "plot_activation_histograms",
+    "plot_gradient_histograms", "plot_update_ratio", "plot_trajectory",
+]
+
+# output range of bounded nonlinearities: a unit is "saturated" near either end
+_BOUNDS = {nn.Tanh: (-1.0, 1.0), nn.Sigmoid: (0.0, 1.0), nn.Hardtanh: (-1.0, 1.0), nn.Softsign: (-1.0, 1.0)}
+_NONLINEARITIES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Softsign)
+_GRAD_BINS = np.linspace(-12.0, 2.0, 57)  # log10 |g|, fixed so that histograms line up over time
+
+
+def _check_every(every: int) -> int:
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"every must be an int >= 1, got {every!r}")
+    return every
+
+
+# --- pure functions --------------------------------------------------------------------------
+
+
+def smooth(values: Sequence[float], beta: float = 0.9) -> np.ndarray:
+    """Bias-corrected exponential moving average (as Adam corrects its moments).
+
+    ``s_t = beta * s_{t-1} + (1 - beta) * v_t``, reported as ``s_t / (1 - beta**t)`` so that the
+    first values are not pulled towards 0.
+
+    Args:
+        values (sequence of float, length T); beta in [0, 1) (0 = no smoothing).
+
+    Returns:
+        np.ndarray[T]
+    """
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"values must be one-dimensional, got shape {list(values.shape)}")
+    out = np.empty_like(values)
+    s = 0.0
+    for t, v in enumerate(values, start=1):
+        s = beta * s + (1 - beta) * v
+        out[t - 1] = s / (1 - beta ** t)
+    return out
+
+
+def accuracy_gap(history: History) -> np.ndarray:
+    """``train_acc - val_acc`` per epoch (np.ndarray[E]); a growing gap signals overfitting."""
+    return np.asarray(history["train_acc"], dtype=float) - np.asarray(history["val_acc"], dtype=float)
+
+
+def activation_stats(x: Tensor, bounds: tuple[float, float] | None = None, margin: float = 0.01) -> dict[str, float]:
+    """Statistics of one layer's activations.
+
+    Args:
+        x (Tensor[N, C, *]): activations of a batch; dim 1 indexes units (features/channels).
+        bounds: output range ``(low, high)`` of a bounded nonlinearity (tanh: (-1, 1)).
+        margin: "saturated" = within ``margin * (high - low)`` of either bound.
+
+    Returns:
+        dict with ``mean``, ``std`` (population, ddof=0), ``zero`` (fraction of exact zeros),
+        ``dead`` (fraction of units that are zero for every sample and position: dead ReLUs),
+        ``saturated`` (fraction near a bound; ``nan`` without ``bounds``).
+    """
+    if x.dim() < 2:
+        raise ValueError(f"activations must have shape [N, C, *], got {list(x.shape)}")
+    x = x.detach().float()
+    if x.numel() == 0:
+        nan = float("nan")
+        return {"mean": nan, "std": nan, "zero": nan, "dead": nan, "saturated": nan}
+    units_alive = (x != 0).transpose(0, 1).reshape(x.shape[1], -1).any(dim=1)
+    saturated = float("nan")
+    if bounds is not None:
+        low, high = bounds
+        width = margin * (high - low)
+        saturated = ((x <= low + width) | (x >= high - width)).float().mean().item()
+    return {
+        "mean": x.mean().item(),
+        "std": x.std(unbiased=False).item(),
+        "zero": (x == 0).float().mean().item(),
+        "dead": 1.0 - units_alive.float().mean().item(),
+        "saturated": saturated,
+    }
+
+
+def gradient_stats(grad: Tensor, bins: np.ndarray = _GRAD_BINS) -> dict:
+    """Statistics of one parameter's gradient.
+
+    Returns:
+        dict with ``mean``, ``std`` (ddof=0), ``norm`` (L2), ``abs_max`` and ``hist``
+        (np.ndarray[len(bins) - 1], counts of log10|g| in ``bins``; exact zeros are not counted).
+    """
+    g = grad.detach().float().flatten()
+    magnitude = g.abs()
+    logs = torch.log10(magnitude[magnitude > 0]).cpu().numpy()
+    return {
+        "mean": g.mean().item() if g.numel() else float("nan"),
+        "std": g.std(unbiased=False).item() if g.numel() else float("nan"),
+        "norm": torch.linalg.vector_norm(g).item(),
+        "abs_max": magnitude.max().item() if g.numel() else float("nan"),
+        "hist": np.histogram(np.clip(logs, bins[0], bins[-1]), bins=bins)[0],
+    }
+
+
+def update_ratio(before: Tensor, after: Tensor) -> float:
+    """``||after - before|| / ||before||``: the size of one update relative to the weights.
+
+    For plain SGD this is ``lr * ||dW|| / ||W||`` (CS231n: aim for about 1e-3).
+    """
+    if before.shape != after.shape:
+        raise ValueError(f"before and after must have the same shape, got {list(before.shape)} and {list(after.shape)}")
+    before, after = before.detach().double(), after.detach().double()
+    scale = torch.linalg.vector_norm(before).item()
+    change = torch.linalg.vector_norm(after - before).item()
+    return change / scale if scale > 0 else float("inf") if change > 0 else float("nan")
+
+
+def pca_2d(points: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Project a weight trajectory on its two principal directions (Li et al. 2018).
+
+    Args:
+        points (array[T, P]): T snapshots of the flattened P weights, T >= 2.
+
+    Returns:
+        ``coords`` [T, 2] (snapshots in the plane), ``components`` [2, P] (unit directions),
+        ``mean`` [P] (origin of the plane) and ``explained`` [2] (explained variance ratio).
+        Signs of the components are arbitrary (as in any PCA); we make the largest-magnitude
+        entry of each component positive, like scikit-learn.
+    """
+    x = np.asarray(points.detach().cpu() if isinstance(points, Tensor) else points, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"points must have shape [T, P] with T >= 2, got {list(x.shape)}")
+    mean = x.mean(axis=0)
+    u, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    k = min(2, vt.shape[0])
+    components = vt[:k]
+    signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
+    signs[signs == 0] = 1
+    components = components * signs[:, None]
+    if k < 2:  # one weight only: the plane degenerates to a line
+        components = np.vstack([components, np.zeros_like(components)])
+    variance = s ** 2
+    explained = np.zeros(2)
+    explained[:k] = variance[:k] / variance.sum() if variance.sum() > 0 else 0.0
+    return (x - mean) @ components.T, components, mean, explained
+
+
+@torch.no_grad()
+def loss_grid(model: nn.Module, loss_fn, inputs: Tensor, targets: Tensor, origin: np.ndarray,
+              components: np.ndarray, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """Loss at ``origin + a * components[0] + b * components[1]`` for every (a, b) on a grid.
+
+    Args:
+        model: its parameters (in ``parameters()`` order, flattened) are replaced temporarily.
+        origin (array[P]), components (array[2, P]): from ``pca_2d``.
+        alphas (array[A]), betas (array[B]): grid coordinates along the two components.
+
+    Returns:
+        np.ndarray[B, A]: ``grid[j, i]`` is the loss at ``(alphas[i], betas[j])`` (contour-ready).
+    """
+    params = list(model.parameters())
+    p = sum(q.numel() for q in params)
+    origin = np.asarray(origin, dtype=np.float64)
+    components = np.asarray(components, dtype=np.float64)
+    if origin.shape != (p,) or components.shape != (2, p):
+        raise ValueError(f"origin must have shape [{p}] and components [2, {p}] for this model, got "
+                         f"{list(origin.shape)} and {list(components.shape)}")
+    saved = nn.utils.parameters_to_vector(params).clone()
+    was_training = model.training
+    model.eval()
+    device, dtype = saved.device, saved.dtype
+    o = torch.as_tensor(origin, device=device, dtype=dtype)
+    d = torch.as_tensor(components, device=device, dtype=dtype)
+    grid = np.empty((len(betas), len(alphas)))
+    try:
+        for j, b in enumerate(betas):
+            for i, a in enumerate(alphas):
+                nn.utils.vector_to_parameters(o + float(a) * d[0] + float(b) * d[1], params)
+                grid[j, i] = loss_fn(model(inputs), targets).item()
+    finally:
+        nn.utils.vector_to_parameters(saved, params)
+        model.train(was_training)
+    return grid
+
+
+def diagnose_learning_rate(step_loss: Sequence[float], median_update_ratio: float,
+                           low: float = 1e-4, high: float = 1e-2) -> str:
+    """Read a run the way the lecture does: ``"too high"``, ``"too low"`` or ``"good"``.
+
+    Too high: the loss is not finite, ends above where it started, or updates are more than
+    ``high`` of the weights. Too low: updates below ``low`` of the weights (the loss creeps
+    down almost linearly). Otherwise good.
+    """
+    losses = np.asarray(step_loss, dtype=float)
+    if losses.size == 0:
+        raise ValueError("step_loss must hold at least one value, got 0")
+    if not np.all(np.isfinite(losses)):
+        return "too high"
+    k = max(1, losses.size // 10)
+    if losses[-k:].mean() > losses[:k].mean() or median_update_ratio > high:
+        return "too high"
+    if median_update_ratio < low:
+        return "too low"
+    return "good"
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+
+def _select_modules(model: nn.Module, layers: Sequence[str] | None) -> dict[str, nn.Module]:
+    named = dict(model.named_modules())
+    if layers is None:
+        return {name: m for name, m in named.items() if isinstance(m, _NONLINEARITIES)}
+    missing = [name for name in layers if name not in named]
+    if missing:
+        raise ValueError(f"layers must name modules of the model (e.g. {list(named)[1:4]}), got unknown {missing}")
+    return {name: named[name] for name in layers}
+
+
+class ActivationStats(Callback):
+    """Per-layer activation statistics every ``every`` training steps, via forward hooks.
+
+    Args:
+        layers: module names (``model.named_modules()``); default every nonlinearity.
+        every: record on steps 0, every, 2 * every, ...
+        bins (array[K + 1]): histogram bin edges for the activation values.
+
+    After training: ``steps`` (list[int]); ``stats[name][key]`` (list over records; keys of
+    ``activation_stats``); ``hists[name]`` (list of np.ndarray[K]).
+    """
+
+    def __init__(self, layers: Sequence[str] | None = None, every: int = 10,
+                 bins: np.ndarray | None = None):
+        self.layers, self.every = layers, _check_every(every)
+        self.bins = np.linspace(-1.0, 1.0, 41) if bins is None else np.asarray(bins)
+        self.steps: list[int] = []
+        self.stats: dict[str, dict[str, list[float]]] = {}
+        self.hists: dict[str, list[np.ndarray]] = {}
+        self.kinds: dict[str, str] = {}  # module class per layer name, for legends
+        self._handles: list = []
+        self._recording = False
+
+    def on_fit_start(self, state: TrainState) -> None:
+        modules = _select_modules(state.model, self.layers)
+        for name, module in modules.items():
+            self.stats.setdefault(name, {k: [] for k in ("mean", "std", "zero", "dead", "saturated")})
+            self.hists.setdefault(name, [])
+            self.kinds[name] = type(module).__name__
+            self._handles.append(module.register_forward_hook(self._hook(name, _BOUNDS.get(type(module)))))
+
+    def _hook(self, name: str, bounds):
+        def hook(module, inputs, output):
+            if self._recording and isinstance(output, Tensor):
+                for key, value in activation_stats(output, bounds).items():
+                    self.stats[name][key].append(value)
+                values = output.detach().float().flatten().cpu().numpy()
+                self.hists[name].append(np.histogram(np.clip(values, self.bins[0], self.bins[-1]), self.bins)[0])
+        return hook
+
+    def on_batch_start(self, state: TrainState) -> None:
+        self._recording = state.step % self.every == 0
+        if self._recording:
+            self.steps.append(state.step)
+
+    def on_after_backward(self, state: TrainState) -> None:
+        self._recording = False  # validation passes are not recorded
+
+    def on_fit_end(self, state: TrainState) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def _tracked_parameters(model: nn.Module, include_bias: bool) -> dict[str, nn.Parameter]:
+    # biases start at 0, so their ratio is meaningless early on; weights are what the rule is about
+    return {name: p for name, p in model.named_parameters() if p.requires_grad and (include_bias or p.dim() > 1)}
+
+
+class GradientStats(Callback):
+    """Per-parameter gradient statistics every ``every`` steps (read in ``on_after_backward``).
+
+    After training: ``steps``; ``stats[name][key]`` for ``mean``, ``std``, ``norm``, ``abs_max``;
+    ``hists[name]`` list of np.ndarray[56] (counts of log10|g| in ``bins``).
+    """
+
+    def __init__(self, every: int = 1, include_bias: bool = False):
+        self.every, self.include_bias = _check_every(every), include_bias
+        self.bins = _GRAD_BINS
+        self.steps: list[int] = []
+        self.stats: dict[str, dict[str, list[float]]] = {}
+        self.hists: dict[str, list[np.ndarray]] = {}
+
+    def on_after_backward(self, state: TrainState) -> None:
+        if state.step % self.every:
+            return
+        self.steps.append(state.step)
+        for name, p in _tracked_parameters(state.model, self.include_bias).items():
+            if p.grad is None:
+                continue
+            s = gradient_stats(p.grad, self.bins)
+            self.hists.setdefault(name, []).append(s.pop("hist"))
+            row = self.stats.setdefault(name, {k: [] for k in s})
+            for key, value in s.items():
+                row[key].append(value)
+
+
+class UpdateRatio(Callback):
+    """``||W_after - W_before|| / ||W_before||`` per weight tensor, every ``every`` steps.
+
+    Copies the weights in ``on_after_backward`` (before the optimizer step) and compares in
+    ``on_step_end``; so it measures what the optimizer really did (momentum, Adam, clipping).
+    After training: ``steps`` and ``ratios[name]`` (list[float]).
+    """
+
+    def __init__(self, every: int = 1, include_bias: bool = False):
+        self.every, self.include_bias = _check_every(every), include_bias
+        self.steps: list[int] = []
+        self.ratios: dict[str, list[float]] = {}
+        self._before: dict[str, Tensor] | None = None
+
+    def on_after_backward(self, state: TrainState) -> None:
+        self._before = None
+        if state.step % self.every == 0:
+            self._before = {n: p.detach().clone() for n, p in _tracked_parameters(state.model, self.include_bias).items()}
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self._before is None:
+            return
+        self.steps.append(state.step - 1)  # fit counted the step already
+        params = _tracked_parameters(state.model, self.include_bias)
+        for name, before in self._before.items():
+            self.ratios.setdefault(name, []).append(update_ratio(before, params[name]))
+        self._before = None
+
+    def median(self) -> float:
+        """Median ratio over all layers and records (``nan`` before training)."""
+        values = [r for rs in self.ratios.values() for r in rs if math.isfinite(r)]
+        return float(np.median(values)) if values else float("nan")
+
+
+class WeightTrajectory(Callback):
+    """Flattened weights (all parameters, ``parameters()`` order) at the start and every
+    ``every`` steps: ``points`` is np.ndarray[T, P] after training, ready for ``pca_2d``."""
+
+    def __init__(self, every: int = 1):
+        self.every = _check_every(every)
+        self.steps: list[int] = []
+        self._points: list[np.ndarray] = []
+
+    def _record(self, state: TrainState, step: int) -> None:
+        self.steps.append(step)
+        self._points.append(nn.utils.parameters_to_vector(state.model.parameters()).detach().cpu().double().numpy())
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self._record(state, state.step)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step % self.every == 0:
+            self._record(state, state.step)
+
+    @property
+    def points(self) -> np.ndarray:
+        return np.stack(self._points) if self._points else np.zeros((0, 0))
+
+
+# --- plots -------------------------------------------------------------------------------------
+
+
+def _axis(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6, 4))
+    return ax
+
+
+def plot_loss(step_loss: Sequence[float] | History, beta: float = 0.9, ax=None, log: bool = False,
+              label: str | None = None):
+    """Raw loss per step (faint) and its smoothed curve; ``log`` for a log y axis."""
+    ax = _axis(ax)
+    values = step_loss.step_loss if isinstance(step_loss, History) else list(step_loss)
+    steps = np.arange(len(values))
+    raw = ax.plot(steps, values, alpha=0.3, lw=0.8)[0]
+    ax.plot(steps, smooth(values, beta), color=raw.get_color(), lw=2,
+            label=label or f"smoothed (beta={beta})")
+    if log:
+        ax.set_yscale("log")
+    ax.set(title="Training loss per step", xlabel="optimizer step", ylabel="loss")
+    ax.legend()
+    return ax
+
+
+def plot_accuracy(history: History, ax=None):
+    """Train and validation accuracy per epoch, the gap between them shaded."""
+    ax = _axis(ax)
+    epochs = np.asarray(history["epoch"])
+    train, val = np.asarray(history["train_acc"]), np.asarray(history["val_acc"])
+    ax.plot(epochs, train, "o-", label="train")
+    ax.plot(epochs, val, "s-", label="validation")
+    ax.fill_between(epochs, val, train, alpha=0.15, color="gray", label="gap (overfitting signal)")
+    ax.set(title="Accuracy: train vs validation", xlabel="epoch", ylabel="accuracy")
+    ax.legend()
+    return ax
+
+
+def plot_activation_stats(monitor: ActivationStats, stat: str = "std", ax=None):
+    """One line per layer: ``stat`` ("mean", "std", "zero", "dead" or "saturated") over steps."""
+    ax = _axis(ax)
+    keys = ("mean", "std", "zero", "dead", "saturated")
+    if stat not in keys:
+        raise ValueError(f"stat must be one of {keys}, got {stat!r}")
+    for name, stats in monitor.stats.items():
+        ax.plot(monitor.steps[:len(stats[stat])], stats[stat], label=f"{name} ({monitor.kinds.get(name, '?')})")
+    ax.set(title=f"Activation {stat} per layer", xlabel="optimizer step",
+           ylabel=stat if stat in ("mean", "std") else f"fraction {stat}")
+    ax.legend(title="layer", fontsize="small")
+    return ax
+
+
+def plot_activation_histograms(monitor: ActivationStats, record: int = -1, ax=None):
+    """Distribution of each layer's activations at one record (CS231n's per-layer histograms)."""
+    ax = _axis(ax)
+    centers = (monitor.bins[:-1] + monitor.bins[1:]) / 2
+    for name, hists in monitor.hists.items():
+        counts = hists[record]
+        ax.plot(centers, counts / max(counts.sum(), 1), label=f"{name} ({monitor.kinds.get(name, '?')})")
+    step = monitor.steps[record] if monitor.steps else 0
+    ax.set(title=f"Activation distribution per layer (step {step})", xlabel="activation value",
+           ylabel="fraction of values")
+    ax.legend(title="layer", fontsize="small")
+    return ax
+
+
+def plot_gradient_histograms(monitor: GradientStats, name: str, ax=None):
+    """Histogram of log10|gradient| of one parameter over time, as an image (like TensorBoard)."""
+    ax = _axis(ax)
+    if name not in monitor.hists:
+        raise ValueError(f"name must be one of {list(monitor.hists)}, got {name!r}")
+    counts = np.stack(monitor.hists[name]).T  # [bins, records]
+    fractions = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
+    steps = monitor.steps
+    image = ax.imshow(fractions, origin="lower", aspect="auto", cmap="viridis",
+                      extent=(steps[0], steps[-1] + 1, monitor.bins[0], monitor.bins[-1]))
+    ax.figure.colorbar(image, ax=ax, label="fraction of entries")
+    ax.set(title=f"Gradient magnitudes of {name} over time", xlabel="optimizer step",
+           ylabel="log10 |gradient|")
+    return ax
+
+
+def plot_update_ratio(monitor: UpdateRatio, ax=None, band: tuple[float, float] = (10 ** -3.5, 10 ** -2.5)):
+    """Update/weight ratio per layer on a log axis, with the ~1e-3 target band shaded."""
+    ax = _axis(ax)
+    ax.axhspan(*band, color="green", alpha=0.12, label="~1e-3 band")
+    ax.axhline(1e-3, color="green", lw=1, ls="--")
+    for name, ratios in monitor.ratios.items():
+        ax.plot(monitor.steps[:len(ratios)], ratios, label=name)
+    ax.set_yscale("log")
+    ax.set(title="Update / weight ratio per layer", xlabel="optimizer step", ylabel="||ΔW|| / ||W||")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_trajectory(coords: np.ndarray, alphas: np.ndarray | None = None, betas: np.ndarray | None = None,
+                    grid: np.ndarray | None = None, explained: np.ndarray | None = None, ax=None,
+                    label: str = "trajectory"):
+    """The weight path in the PCA plane (start o, end *), over loss contours when ``grid`` is given."""
+    ax = _axis(ax)
+    if grid is not None:
+        levels = np.quantile(grid, np.linspace(0, 1, 15))
+        contour = ax.contour(alphas, betas, grid, levels=np.unique(levels), cmap="viridis", linewidths=0.8)
+        ax.clabel(contour, fontsize=6, fmt="%.2g")
+    ax.plot(coords[:, 0], coords[:, 1], ".-", color="C3", ms=3, lw=1, label=label)
+    ax.plot(*coords[0], "o", color="k", label="start")
+    ax.plot(*coords[-1], "*", color="k", ms=12, label="end")
+    xlabel, ylabel = "PC 1", "PC 2"
+    if explained is not None:
+        xlabel, ylabel = f"PC 1 ({100 * explained[0]:.0f}% of variance)", f"PC 2 ({100 * explained[1]:.0f}%)"
+    ax.set(title="Learning trajectory projected on its 2 principal directions", xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize="small")
+    return ax

@@ -1,0 +1,259 @@
+"""lecture_lib.monitors against NumPy, scikit-learn and values computed by hand."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from lecture_lib.monitors import (  # noqa: E402
+    ActivationStats, GradientStats, UpdateRatio, WeightTrajectory, accuracy_gap, activation_stats,
+    diagnose_learning_rate, gradient_stats, loss_grid, pca_2d, plot_accuracy, plot_activation_histograms,
+    plot_activation_stats, plot_gradient_histograms, plot_loss, plot_trajectory, plot_update_ratio, smooth,
+    update_ratio)
+from lecture_lib.train import Callback, History, fit  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(3, 6, generator=g)[y] * 2 + torch.randn(n, 6, generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=16), x, y
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+# --- pure functions ---------------------------------------------------------------------------
+
+
+def test_smooth_is_debiased_ema_by_hand():
+    values = [4.0, 2.0, 3.0]
+    beta = 0.5
+    s1 = 0.5 * 4.0
+    s2 = 0.5 * s1 + 0.5 * 2.0
+    s3 = 0.5 * s2 + 0.5 * 3.0
+    np.testing.assert_allclose(smooth(values, beta), [s1 / 0.5, s2 / 0.75, s3 / 0.875])
+    np.testing.assert_allclose(smooth(values, 0.0), values)
+    assert smooth([], 0.9).shape == (0,)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\), got 1.0"):
+        smooth(values, 1.0)
+
+
+def test_activation_stats_equal_numpy():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 5, 4, 4, generator=g)
+    relu = torch.relu(x)
+    relu[:, 2] = 0  # unit 2 never fires: one dead unit of 5
+    a = relu.numpy()
+    s = activation_stats(relu)
+    assert s["mean"] == pytest.approx(a.mean(), rel=1e-5)
+    assert s["std"] == pytest.approx(a.std(), rel=1e-5)
+    assert s["zero"] == pytest.approx((a == 0).mean())
+    assert s["dead"] == pytest.approx(1 / 5)
+    assert np.isnan(s["saturated"])
+    t = torch.tanh(3 * x)
+    s = activation_stats(t, bounds=(-1.0, 1.0), margin=0.01)
+    assert s["saturated"] == pytest.approx((np.abs(t.numpy()) >= 0.98).mean())
+
+
+def test_activation_stats_bad_and_empty():
+    with pytest.raises(ValueError, match=r"activations must have shape \[N, C, \*\], got \[5\]"):
+        activation_stats(torch.zeros(5))
+    assert np.isnan(activation_stats(torch.zeros(0, 3))["mean"])
+
+
+def test_gradient_stats_equal_numpy():
+    g = torch.tensor([[1e-3, -2e-2], [0.0, 5e-1]])
+    s = gradient_stats(g)
+    a = g.numpy()
+    assert s["mean"] == pytest.approx(a.mean()) and s["std"] == pytest.approx(a.std())
+    assert s["norm"] == pytest.approx(np.linalg.norm(a)) and s["abs_max"] == pytest.approx(0.5)
+    assert s["hist"].sum() == 3  # the exact zero has no log10
+    bins = np.linspace(-12, 2, 57)
+    expected = np.histogram(np.log10([1e-3, 2e-2, 5e-1]), bins)[0]
+    np.testing.assert_array_equal(s["hist"], expected)
+
+
+def test_update_ratio_by_hand():
+    before = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    after = torch.tensor([3.0, 4.005], dtype=torch.float64)
+    assert update_ratio(before, after) == pytest.approx(0.005 / 5.0)
+    with pytest.raises(ValueError, match=r"same shape, got \[2\] and \[3\]"):
+        update_ratio(before, torch.zeros(3))
+
+
+def test_pca_2d_equals_sklearn():
+    rng = np.random.default_rng(0)
+    points = np.cumsum(rng.normal(size=(30, 12)) * [5, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], axis=0)
+    coords, components, mean, explained = pca_2d(points)
+    ref = PCA(n_components=2).fit(points)
+    np.testing.assert_allclose(mean, ref.mean_)
+    np.testing.assert_allclose(explained, ref.explained_variance_ratio_, rtol=1e-8)
+    # sign of a principal direction is arbitrary: compare up to sign per component
+    signs = np.sign(np.sum(components * ref.components_, axis=1))
+    np.testing.assert_allclose(components * signs[:, None], ref.components_, atol=1e-8)
+    np.testing.assert_allclose(coords * signs, ref.transform(points), atol=1e-8)
+    with pytest.raises(ValueError, match=r"points must have shape \[T, P\] with T >= 2, got \[1, 4\]"):
+        pca_2d(np.zeros((1, 4)))
+
+
+def test_loss_grid_equals_direct_evaluation_and_restores_weights():
+    _, x, y = data()
+    model = net()
+    saved = [p.detach().clone() for p in model.parameters()]
+    p = sum(q.numel() for q in model.parameters())
+    rng = np.random.default_rng(1)
+    origin = nn.utils.parameters_to_vector(model.parameters()).detach().double().numpy()
+    components = rng.normal(size=(2, p))
+    alphas, betas = np.array([-0.1, 0.0, 0.2]), np.array([0.0, 0.3])
+    grid = loss_grid(model, F.cross_entropy, x, y, origin, components, alphas, betas)
+    assert grid.shape == (2, 3)
+    for j, b in enumerate(betas):
+        for i, a in enumerate(alphas):
+            probe = net()
+            nn.utils.vector_to_parameters(torch.as_tensor(origin + a * components[0] + b * components[1],
+                                                          dtype=torch.float32), probe.parameters())
+            assert grid[j, i] == pytest.approx(F.cross_entropy(probe(x), y).item(), rel=1e-5)
+    for w, q in zip(saved, model.parameters()):
+        torch.testing.assert_close(w, q.detach())
+    with pytest.raises(ValueError, match=rf"origin must have shape \[{p}\] and components \[2, {p}\]"):
+        loss_grid(model, F.cross_entropy, x, y, origin[:3], components, alphas, betas)
+
+
+def test_diagnose_learning_rate():
+    falling = list(np.linspace(2.0, 0.5, 50))
+    assert diagnose_learning_rate(falling, 1e-3) == "good"
+    assert diagnose_learning_rate(falling, 1e-5) == "too low"
+    assert diagnose_learning_rate(falling, 5e-2) == "too high"
+    assert diagnose_learning_rate(falling[::-1], 1e-3) == "too high"
+    assert diagnose_learning_rate([1.0, float("nan")], 1e-3) == "too high"
+    with pytest.raises(ValueError, match="step_loss must hold at least one value, got 0"):
+        diagnose_learning_rate([], 1e-3)
+
+
+def test_accuracy_gap():
+    h = History(epochs=[{"train_acc": 0.9, "val_acc": 0.8}, {"train_acc": 1.0, "val_acc": 0.7}])
+    np.testing.assert_allclose(accuracy_gap(h), [0.1, 0.3])
+
+
+# --- callbacks in fit -------------------------------------------------------------------------
+
+
+def test_update_ratio_callback_plain_sgd_equals_lr_grad_over_weight():
+    lr = 0.05
+
+    class Expected(Callback):  # lr * ||g|| / ||w||, from the gradient before the step
+        def __init__(self):
+            self.values = []
+
+        def on_after_backward(self, s):
+            w, g = s.model[0].weight, s.model[0].weight.grad
+            self.values.append(lr * g.norm().item() / w.norm().item())
+
+    loader, _, _ = data()
+    model = net()
+    ratio, expected = UpdateRatio(every=1), Expected()
+    fit(model, loader, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        callbacks=[expected, ratio], device="cpu", progress=False)
+    assert list(ratio.ratios) == ["0.weight", "2.weight", "4.weight"]  # weights only by default
+    np.testing.assert_allclose(ratio.ratios["0.weight"], expected.values, rtol=1e-4)
+    assert ratio.steps == list(range(8))
+    assert ratio.median() > 0
+
+
+def test_activation_stats_callback_matches_direct_forward():
+    loader, x, y = data()
+    monitor = ActivationStats(every=2)
+    model = net()
+    captured = {}
+
+    class Capture(Callback):  # the activations the monitor should have seen, computed directly
+        def on_batch_start(self, s):
+            if s.step % 2 == 0:
+                with torch.no_grad():
+                    captured.setdefault("tanh", []).append(torch.tanh(s.model[0](s.inputs)))
+
+    fit(model, loader, epochs=1, lr=1e-2, callbacks=[Capture(), monitor], val_loader=loader, device="cpu",
+        progress=False)
+    assert list(monitor.stats) == ["1", "3"] and monitor.steps == [0, 2]
+    assert len(monitor.stats["1"]["std"]) == 2  # validation passes are not recorded
+    for k, act in enumerate(captured["tanh"]):
+        a = act.numpy()
+        assert monitor.stats["1"]["std"][k] == pytest.approx(a.std(), rel=1e-5)
+        assert monitor.stats["1"]["saturated"][k] == pytest.approx((np.abs(a) >= 0.98).mean())
+        np.testing.assert_array_equal(monitor.hists["1"][k], np.histogram(np.clip(a, -1, 1), monitor.bins)[0])
+    assert not model[1]._forward_hooks  # hooks removed at the end
+    with pytest.raises(ValueError, match=r"layers must name modules of the model .*got unknown \['nope'\]"):
+        fit(net(), loader, epochs=1, callbacks=[ActivationStats(layers=["nope"])], device="cpu", progress=False)
+
+
+def test_gradient_stats_callback_and_trajectory():
+    loader, _, _ = data()
+    grads, traj = GradientStats(every=2), WeightTrajectory(every=1)
+    model = net()
+
+    class Norm(Callback):
+        def __init__(self):
+            self.norms = []
+
+        def on_after_backward(self, s):
+            if s.step % 2 == 0:
+                self.norms.append(s.model[2].weight.grad.norm().item())
+
+    norm = Norm()
+    fit(model, loader, epochs=2, callbacks=[norm, grads, traj], device="cpu", progress=False)
+    assert grads.steps == [0, 2, 4, 6]
+    np.testing.assert_allclose(grads.stats["2.weight"]["norm"], norm.norms, rtol=1e-5)
+    assert traj.points.shape == (9, sum(p.numel() for p in model.parameters()))
+    np.testing.assert_allclose(traj.points[-1], nn.utils.parameters_to_vector(model.parameters()).detach().numpy(),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="every must be an int >= 1, got 0"):
+        GradientStats(every=0)
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+
+def test_plots_draw_on_given_axes():
+    loader, x, y = data()
+    acts, grads, ratio, traj = ActivationStats(every=1), GradientStats(), UpdateRatio(), WeightTrajectory()
+    model = net()
+    history = fit(model, loader, epochs=3, lr=1e-2, val_loader=loader, callbacks=[acts, grads, ratio, traj],
+                  device="cpu", progress=False)
+    fig, axes = plt.subplots(2, 4)
+    axes = axes.ravel()
+    assert plot_loss(history, ax=axes[0]) is axes[0] and len(axes[0].lines) == 2
+    assert plot_accuracy(history, ax=axes[1]).get_title() == "Accuracy: train vs validation"
+    ax = plot_activation_stats(acts, "saturated", ax=axes[2])
+    assert len(ax.lines) == 2 and [t.get_text() for t in ax.get_legend().get_texts()] == ["1 (Tanh)", "3 (ReLU)"]
+    assert plot_activation_histograms(acts, ax=axes[3]).get_xlabel() == "activation value"
+    assert plot_gradient_histograms(grads, "0.weight", ax=axes[4]).images
+    ax = plot_update_ratio(ratio, ax=axes[5])
+    assert ax.get_yscale() == "log" and len(ax.lines) == 1 + 3  # the 1e-3 line + one per layer
+    coords, comps, mean, explained = pca_2d(traj.points)
+    alphas = np.linspace(coords[:, 0].min() - 1, coords[:, 0].max() + 1, 5)
+    betas = np.linspace(coords[:, 1].min() - 1, coords[:, 1].max() + 1, 4)
+    grid = loss_grid(model, F.cross_entropy, x, y, mean, comps, alphas, betas)
+    ax = plot_trajectory(coords, alphas, betas, grid, explained, ax=axes[6])
+    assert ax.get_xlabel().startswith("PC 1") and ax.collections
+    assert plot_loss([1.0, 0.5], ax=None).get_ylabel() == "loss"
+    with pytest.raises(ValueError, match="stat must be one of"):
+        plot_activation_stats(acts, "median")
+    with pytest.raises(ValueError, match="name must be one of"):
+        plot_gradient_histograms(grads, "missing")
