@@ -71,6 +71,10 @@ _JAIL = r"""
 set -eu
 R=$1; COMM=$2; TMPMB=$3; LIBDIR=$4; shift 4
 mount -t tmpfs -o size=16m,mode=755 jailroot "$R"
+# The scratch /tmp first: a Python installation that lives under /tmp (a virtual environment in
+# a clone under /tmp, as on some CI machines) is then bound on top of it, not hidden by it.
+mkdir -p "$R/tmp"
+mount -t tmpfs -o size=${TMPMB}m,mode=1777,nosuid,nodev tmp "$R/tmp"
 while [ "$1" != "--" ]; do
     if [ -d "$1" ]; then
         mkdir -p "$R$1"
@@ -86,9 +90,8 @@ shift
 mkdir -p "$R/opt/lecture_lib/lecture_lib"
 mount --rbind "$LIBDIR" "$R/opt/lecture_lib/lecture_lib"
 mount -o remount,bind,ro "$R/opt/lecture_lib/lecture_lib"
-mkdir -p "$R/proc" "$R/dev/shm" "$R/tmp" "$R/.oldroot"
+mkdir -p "$R/proc" "$R/dev/shm" "$R/.oldroot"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
-mount -t tmpfs -o size=${TMPMB}m,mode=1777,nosuid,nodev tmp "$R/tmp"
 mount -t tmpfs -o size=${TMPMB}m,mode=1777,nosuid,nodev shm "$R/dev/shm"
 for d in null zero full random urandom; do
     touch "$R/dev/$d"
