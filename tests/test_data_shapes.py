@@ -181,3 +181,15 @@ def test_bad_scene_arguments_raise():
         make_scene("zero")
     with pytest.raises(ValueError, match="radius must be a range"):
         make_scene(0, radius=(0.3, 0.1))
+
+
+def test_rotate_false_gives_upright_shapes_and_otherwise_the_same_scene():
+    rotated, upright = make_scene(3, n_objects=1), make_scene(3, n_objects=1, rotate=False)
+    torch.testing.assert_close(rotated.labels, upright.labels)  # same draws apart from the angle
+    ds = ShapesDataset(30, n_objects=1, rotate=False, task="detection")
+    squares = [ds.scene(i) for i in range(30) if CLASS_NAMES[int(ds.scene(i).labels[0])] == "square"]
+    assert squares
+    for scene in squares:
+        # an axis-aligned square fills its tight box exactly
+        x1, y1, x2, y2 = scene.boxes[0].tolist()
+        assert scene.instance_masks[0].sum() == (x2 - x1) * (y2 - y1)

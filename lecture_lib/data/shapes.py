@@ -204,7 +204,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 def make_scene(seed: int | np.random.Generator = 0, image_size: int | tuple[int, int] = 64,
                n_objects: int | tuple[int, int] = (1, 3), noise: tuple[float, float] = (0.02, 0.06),
-               radius: tuple[float, float] = (0.12, 0.25)) -> Scene:
+               radius: tuple[float, float] = (0.12, 0.25), rotate: bool = True) -> Scene:
     """Draw one scene: texture background, ``n_objects`` random shapes, noise.
 
     Args:
@@ -215,6 +215,8 @@ def make_scene(seed: int | np.random.Generator = 0, image_size: int | tuple[int,
             first object always stays, so there is at least one.
         noise: range of the standard deviation of the additive Gaussian pixel noise.
         radius: range of the shapes' circumradius as a fraction of ``min(H, W)``.
+        rotate: rotate each shape by a random angle; with False squares and crosses are
+            axis-aligned and triangles point up (an easier task: one template per class).
 
     Returns:
         Scene: image [3, H, W], mask [H, W], boxes [N, 4], labels [N], instance_masks [N, H, W].
@@ -239,7 +241,9 @@ def make_scene(seed: int | np.random.Generator = 0, image_size: int | tuple[int,
     for _ in range(count):
         label = int(rng.integers(1, NUM_CLASSES))
         r = float(rng.uniform(*radius)) * min(size)
-        angle = float(rng.uniform(0, 2 * math.pi))
+        angle = float(rng.uniform(0, 2 * math.pi))  # drawn either way: same scenes otherwise
+        if not rotate:
+            angle = 0.0
         colour = _random_colour(rng)
         for _try in range(_PLACEMENT_TRIES):
             # centre far enough inside that the whole shape is in the image
@@ -293,7 +297,7 @@ class ShapesDataset(Dataset):
             "detection" -> items are ``(image, {"boxes": [N, 4] float32, "labels": [N] int64})``
             as torchvision's detection models expect (batch them with :func:`collate_detection`).
         transform: optional callable applied to the item tuple ``(image, target)``.
-        **scene_kwargs: passed to :func:`make_scene` (``noise``, ``radius``).
+        **scene_kwargs: passed to :func:`make_scene` (``noise``, ``radius``, ``rotate``).
 
     Attributes:
         classes: ``CLASS_NAMES``; ``num_classes`` counts the background too.

@@ -1,0 +1,111 @@
+"""U-Net (Ronneberger, Fischer & Brox 2015), small and from scratch.
+
+An encoder halves the resolution ``depth`` times (two 3x3 convolutions, then 2x2 max
+pooling), doubling the channels each time; a decoder doubles it back with 2x2 transpose
+convolutions ("up-conv 2x2" in the paper). The U-Net idea is the long **skip connections**:
+after each up-step the decoder concatenates the encoder's feature map of the same resolution,
+so the fine spatial detail lost by pooling comes straight back and object boundaries are sharp.
+A final 1x1 convolution gives one score per class and pixel.
+
+Two deliberate differences from the 2015 paper, both now standard: "same" padding (output size
+= input size, no cropping of the skip maps) and batch normalization after every convolution.
+Inputs of any size work: after each up-step the upsampled map is zero-padded to the size of
+its skip map when pooling had dropped an odd row or column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lecture_lib.upsampling import ConvTranspose2d
+
+__all__ = ["UNetConfig", "UNet", "double_conv"]
+
+
+@dataclass
+class UNetConfig:
+    """Size of a U-Net.
+
+    Attributes:
+        num_classes: output channels (classes, background included).
+        in_channels: input channels (3 for RGB).
+        base_channels: channels of the first level; level ``i`` has ``base_channels * 2**i``.
+        depth: number of poolings (the paper uses 4 with base 64).
+        batch_norm: BatchNorm after each convolution (not in the paper; trains faster).
+    """
+
+    num_classes: int = 5
+    in_channels: int = 3
+    base_channels: int = 16
+    depth: int = 3
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_classes", "in_channels", "base_channels", "depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def double_conv(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.Sequential:
+    """(3x3 conv -> [BN] -> ReLU) twice, with "same" padding: the U-Net's building block."""
+    layers: list[nn.Module] = []
+    for c_in in (in_channels, out_channels):
+        layers.append(nn.Conv2d(c_in, out_channels, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """U-Net for semantic segmentation.
+
+    ``UNet(UNetConfig(num_classes=5, depth=3))`` or ``UNet(num_classes=5, depth=3)``.
+
+    Input ``Tensor[N, in_channels, H, W]`` (any ``H, W >= 1``); output
+    ``Tensor[N, num_classes, H, W]``: unnormalized class scores (logits) per pixel.
+    """
+
+    def __init__(self, config: UNetConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        if config is not None and kwargs:
+            raise TypeError("pass either a UNetConfig or keyword arguments, not both")
+        self.config = config if config is not None else UNetConfig(**kwargs)
+        cfg = self.config
+        widths = [cfg.base_channels * 2 ** i for i in range(cfg.depth + 1)]
+        self.encoder = nn.ModuleList(
+            [double_conv(cfg.in_channels, widths[0], cfg.batch_norm)]
+            + [double_conv(widths[i], widths[i + 1], cfg.batch_norm) for i in range(cfg.depth)]
+        )
+        # up-conv 2x2, stride 2: learned upsampling that also halves the channels
+        self.up = nn.ModuleList([ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                 for i in reversed(range(cfg.depth))])
+        # after concatenation with the skip map there are 2 * widths[i] channels
+        self.decoder = nn.ModuleList([double_conv(2 * widths[i], widths[i], cfg.batch_norm)
+                                      for i in reversed(range(cfg.depth))])
+        self.head = nn.Conv2d(widths[0], cfg.num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"input must have shape [N, {self.config.in_channels}, H, W], got {list(x.shape)}")
+        skips = []
+        for level, block in enumerate(self.encoder):
+            # pooling floors odd sizes; a 1-pixel map cannot be pooled further, so keep it
+            if level > 0:
+                x = F.max_pool2d(x, 2) if min(x.shape[-2:]) >= 2 else x
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck output is x itself
+        for up, block in zip(self.up, self.decoder):
+            skip = skips.pop()
+            x = up(x)
+            # crop or zero-pad to the skip's size (odd sizes lose a row/column in pooling)
+            dh, dw = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
+            x = F.pad(x, (0, dw, 0, dh))
+            x = block(torch.cat([skip, x], dim=1))
+        return self.head(x)

@@ -1,0 +1,96 @@
+"""Tests for lecture_lib.models.fcn and .unet: shapes, odd sizes, bilinear init, training."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from lecture_lib.data.shapes import NUM_CLASSES, ShapesDataset
+from lecture_lib.models.fcn import FCN, FCNConfig, bilinear_kernel
+from lecture_lib.models.unet import UNet, UNetConfig
+from lecture_lib.train import fit
+from lecture_lib.upsampling import conv_transpose2d
+
+SMALL_FCN = dict(widths=(4, 4, 8, 8, 8))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: UNet(num_classes=5, base_channels=4, depth=3),
+    lambda: UNet(UNetConfig(num_classes=5, base_channels=4, depth=1, batch_norm=False)),
+    lambda: FCN(num_classes=5, variant="8s", **SMALL_FCN),
+    lambda: FCN(num_classes=5, variant="16s", **SMALL_FCN),
+    lambda: FCN(FCNConfig(num_classes=5, variant="32s", **SMALL_FCN)),
+])
+@pytest.mark.parametrize("size", [(37, 53), (5, 3), (1, 1)])
+def test_output_shape_equals_input_size(make, size):
+    model = make().eval()
+    out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 5, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_empty_batch():
+    assert UNet(num_classes=3, base_channels=4).eval()(torch.zeros(0, 3, 16, 16)).shape == (0, 3, 16, 16)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_bilinear_kernel_is_bilinear_interpolation(factor):
+    # Long et al. 2015 initialise upsampling to bilinear interpolation: away from the border
+    # (where interpolate clamps and the transpose conv sees zeros) the two agree.
+    x = torch.randn(1, 3, 6, 7)
+    up = conv_transpose2d(x, bilinear_kernel(3, factor), stride=factor, padding=factor // 2)
+    ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    assert up.shape == ref.shape
+    torch.testing.assert_close(up[..., factor:-factor, factor:-factor], ref[..., factor:-factor, factor:-factor])
+
+
+def test_bilinear_kernel_does_not_mix_channels():
+    w = bilinear_kernel(3, 2)
+    assert w[0, 1].abs().sum() == 0 and w[1, 1].sum() == pytest.approx(4.0)  # factor^2: mass preserved
+
+
+def test_fcn_32s_is_coarse_and_8s_is_not():
+    torch.manual_seed(0)
+    m32 = FCN(num_classes=3, variant="32s", **SMALL_FCN).eval()
+    m8 = FCN(num_classes=3, variant="8s", **SMALL_FCN).eval()
+    assert len(m32.score_skips) == 0 and len(m8.score_skips) == 2
+    x = torch.randn(1, 3, 32, 32)
+    # On a 32x32 input FCN-32s has a single score per class, upsampled by the (bilinear)
+    # transpose conv: each output channel is score * outer(hat, hat), a rank-1 matrix.
+    # The skip connections of FCN-8s bring in 4x4 detail from the stride-8 map.
+    with torch.no_grad():
+        assert torch.linalg.matrix_rank(m32(x)[0, 0].double(), rtol=1e-4) == 1
+        assert torch.linalg.matrix_rank(m8(x)[0, 0].double(), rtol=1e-4) > 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda: UNet(num_classes=NUM_CLASSES, base_channels=8, depth=2),
+    lambda: FCN(num_classes=NUM_CLASSES, variant="8s", widths=(8, 8, 16, 16, 16)),
+])
+def test_a_few_training_steps_reduce_the_loss(make):
+    torch.manual_seed(0)
+    data = ShapesDataset(16, image_size=32, seed=1)
+    loader = DataLoader(data, batch_size=8, shuffle=False)
+    model = make()
+    history = fit(model, loader, epochs=6, lr=1e-2, progress=False, device="cpu")
+    losses = history["train_loss"]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (UNet, dict(num_classes=0), "num_classes must be a positive int"),
+    (UNet, dict(depth=0), "depth must be a positive int"),
+    (FCN, dict(variant="4s"), "variant must be one of"),
+    (FCN, dict(widths=(8, 8)), "widths must be 5 positive ints"),
+])
+def test_bad_config(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("model", [UNet(base_channels=4), FCN(**SMALL_FCN)])
+def test_bad_input(model):
+    with pytest.raises(ValueError, match=r"input must have shape \[N, 3, H, W\], got \[2, 1, 8, 8\]"):
+        model(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(TypeError, match="either"):
+        type(model)(model.config, num_classes=3)
