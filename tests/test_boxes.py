@@ -207,7 +207,8 @@ def test_encode_hand_computed():
     target = torch.tensor([[-3.0, 1.5, 17.0, 6.5]])
     expected = torch.tensor([[0.2, -0.1, math.log(2.0), math.log(0.5)]])
     torch.testing.assert_close(encode_boxes(target, proposal), expected)
-    torch.testing.assert_close(encode_boxes(target, proposal, (10, 10, 5, 5)), expected * torch.tensor([10, 10, 5, 5.0]))
+    torch.testing.assert_close(encode_boxes(target, proposal, (10, 10, 5, 5)),
+                               expected * torch.tensor([10, 10, 5, 5.0]))
     # zero deltas give back the proposal itself
     torch.testing.assert_close(decode_boxes(torch.zeros(1, 4), proposal), proposal)
 
