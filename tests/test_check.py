@@ -2,6 +2,7 @@
 
 import pytest
 
+from exercise_helpers import run_cells  # noqa: E402
 from lecture_lib.grading import CheckResult, check
 
 
@@ -109,25 +110,11 @@ from lecture_lib.grading.authoring import make_student_copy, read_exercise  # no
 EXERCISES = sorted((Path(__file__).resolve().parent.parent / "exercises").glob("[0-9]*.ipynb"))
 
 
-def _run_cells(nb) -> dict:
-    """Execute a notebook's code cells here (no kernel), skipping hidden tests and check() output."""
-    namespace: dict = {"__name__": "__main__"}
-    for cell in nb.cells[1:]:  # cell 0 is the Colab setup cell
-        if cell.cell_type != "code" or cell.source.startswith("# HIDDEN TESTS"):
-            continue
-        source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("check("))
-        try:
-            exec(compile(source, "<cell>", "exec"), namespace)
-        except NotImplementedError:
-            pass
-    return namespace
-
-
 @pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
 def test_public_tests_pass_on_master_and_say_not_written_on_student_copy(path):
     exercise = read_exercise(path)
-    master_ns = _run_cells(exercise.notebook)
-    student_ns = _run_cells(make_student_copy(exercise))
+    master_ns = run_cells(exercise.notebook)
+    student_ns = run_cells(make_student_copy(exercise))
     for name in exercise.questions:
         on_master = check(name, master_ns, quiet=True)
         assert on_master.outcomes and on_master.all_passed, on_master.report()

@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from exercise_helpers import run_cells  # noqa: E402
 from lecture_lib.grading import authoring
 from lecture_lib.grading.authoring import SolutionLeakError, make_student_copy, read_exercise, write_student_copy
 from lecture_lib.grading.grader import Answers, AnswerError, decode_answer, grade_folder
@@ -314,20 +315,6 @@ def test_no_secret_reaches_the_feedback(graded):
     assert "OPENSSH" not in feedback
 
 
-def _run_cells(nb) -> dict:
-    """Execute a notebook's code cells in this process (no kernel), as a student would run them."""
-    namespace: dict = {"__name__": "__main__"}
-    for cell in nb.cells[1:]:  # cell 0 is the Colab setup cell
-        if cell.cell_type != "code" or cell.source.startswith("# HIDDEN TESTS"):
-            continue
-        source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("check("))
-        try:
-            exec(compile(source, "<cell>", "exec"), namespace)
-        except NotImplementedError:
-            pass
-    return namespace
-
-
 def _score_in_process(exercise, namespace) -> float:
     """The grader's answer cell and hidden tests, without a kernel (fast check of every master)."""
     import contextlib
@@ -349,8 +336,8 @@ def _score_in_process(exercise, namespace) -> float:
 @pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
 def test_hidden_tests_accept_every_master_and_reject_its_blank_copy(path):
     exercise = read_exercise(path)
-    assert _score_in_process(exercise, _run_cells(exercise.notebook)) == exercise.max_points
-    assert _score_in_process(exercise, _run_cells(make_student_copy(exercise))) == 0
+    assert _score_in_process(exercise, run_cells(exercise.notebook)) == exercise.max_points
+    assert _score_in_process(exercise, run_cells(make_student_copy(exercise))) == 0
 
 
 @needs_sandbox
