@@ -24,8 +24,7 @@ from torch import Tensor, nn
 from lecture_lib.models.rcnn import (
     _BoxPredictor,
     _check_detection_inputs,
-    _check_fraction,
-    _check_positive_int,
+    _check_detector_config,
     detection_loss,
     detection_ops,
     postprocess_detections,
@@ -73,19 +72,8 @@ class FastRCNNConfig:
     ops: str = "torchvision"
 
     def __post_init__(self) -> None:
-        detection_ops(self.ops)  # raises for an unknown name
-        for name in ("num_classes", "roi_size", "hidden", "window_stride", "batch_size_per_image",
-                     "detections_per_image"):
-            _check_positive_int(getattr(self, name), name)
-        if self.num_classes < 2:
-            raise ValueError("num_classes must count background plus at least one class (>= 2), "
-                             f"got {self.num_classes}")
-        if not self.widths or not all(isinstance(w, int) and w > 0 for w in self.widths):
-            raise ValueError(f"widths must be positive ints, got {self.widths!r}")
-        _check_fraction(self.fg_iou_threshold, "fg_iou_threshold")
-        _check_fraction(self.bg_iou_low, "bg_iou_low", high=self.fg_iou_threshold)
-        _check_fraction(self.positive_fraction, "positive_fraction")
-        _check_fraction(self.nms_threshold, "nms_threshold")
+        _check_detector_config(self, ("num_classes", "roi_size", "hidden", "window_stride",
+                                      "batch_size_per_image", "detections_per_image"))
 
     @property
     def stride(self) -> int:

@@ -457,6 +457,22 @@ def small_cnn(in_channels: int, widths: tuple[int, ...], pool_last: bool = True)
     return nn.Sequential(*layers)
 
 
+def _check_detector_config(config, positive_ints: tuple[str, ...]) -> None:
+    """The checks the R-CNN family's configs share (RCNNConfig, FastRCNNConfig)."""
+    detection_ops(config.ops)  # raises for an unknown name
+    for name in positive_ints:
+        _check_positive_int(getattr(config, name), name)
+    if config.num_classes < 2:
+        raise ValueError("num_classes must count background plus at least one class (>= 2), "
+                         f"got {config.num_classes}")
+    if not config.widths or not all(isinstance(w, int) and w > 0 for w in config.widths):
+        raise ValueError(f"widths must be positive ints, got {config.widths!r}")
+    _check_fraction(config.fg_iou_threshold, "fg_iou_threshold")
+    _check_fraction(config.bg_iou_low, "bg_iou_low", high=config.fg_iou_threshold)
+    _check_fraction(config.positive_fraction, "positive_fraction")
+    _check_fraction(config.nms_threshold, "nms_threshold")
+
+
 @dataclass
 class RCNNConfig:
     """An R-CNN for small images.
@@ -493,22 +509,11 @@ class RCNNConfig:
     ops: str = "torchvision"
 
     def __post_init__(self) -> None:
-        detection_ops(self.ops)  # raises for an unknown name
-        for name in ("num_classes", "warp_size", "hidden", "window_stride", "batch_size_per_image",
-                     "detections_per_image"):
-            _check_positive_int(getattr(self, name), name)
-        if self.num_classes < 2:
-            raise ValueError("num_classes must count background plus at least one class (>= 2), "
-                             f"got {self.num_classes}")
-        if not self.widths or not all(isinstance(w, int) and w > 0 for w in self.widths):
-            raise ValueError(f"widths must be positive ints, got {self.widths!r}")
+        _check_detector_config(self, ("num_classes", "warp_size", "hidden", "window_stride",
+                                      "batch_size_per_image", "detections_per_image"))
         if self.warp_size % 2 ** len(self.widths):
             raise ValueError(f"warp_size must be divisible by 2 ** len(widths) = {2 ** len(self.widths)}, "
                              f"got {self.warp_size}")
-        _check_fraction(self.fg_iou_threshold, "fg_iou_threshold")
-        _check_fraction(self.bg_iou_low, "bg_iou_low", high=self.fg_iou_threshold)
-        _check_fraction(self.positive_fraction, "positive_fraction")
-        _check_fraction(self.nms_threshold, "nms_threshold")
 
 
 class _BoxPredictor(nn.Module):
