@@ -17,21 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from notebooks import toc_notebooks  # scripts/notebooks.py, beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["_config.yml", "_toc.yml", "intro.md", "references.bib", "_static", "_ext", "_vendor", "book"]
-
-
-def toc_notebooks() -> list[Path]:
-    """The notebooks that _toc.yml puts in the book (by file entry or by glob)."""
-    toc = (ROOT / "_toc.yml").read_text()
-    files = set(re.findall(r"file:\s*(\S+)", toc))
-    globs = re.findall(r"glob:\s*(\S+)", toc)
-    chosen = []
-    for notebook in sorted((ROOT / "book").rglob("*.ipynb")):
-        stem = Path(notebook.relative_to(ROOT).with_suffix(""))
-        if ".ipynb_checkpoints" not in notebook.parts and (str(stem) in files or any(stem.match(g) for g in globs)):
-            chosen.append(notebook)
-    return chosen
 
 
 def main(executed_dir: str, out_dir: str) -> int:

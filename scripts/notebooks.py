@@ -68,6 +68,19 @@ def all_notebooks() -> list[Path]:
                   if ".ipynb_checkpoints" not in p.parts)
 
 
+def toc_notebooks() -> list[Path]:
+    """The notebooks that _toc.yml puts in the book (by file entry or by glob)."""
+    toc = (ROOT / "_toc.yml").read_text()
+    files = set(re.findall(r"file:\s*(\S+)", toc))
+    globs = re.findall(r"glob:\s*(\S+)", toc)
+    chosen = []
+    for notebook in sorted((ROOT / "book").rglob("*.ipynb")):
+        stem = Path(notebook.relative_to(ROOT).with_suffix(""))
+        if ".ipynb_checkpoints" not in notebook.parts and (str(stem) in files or any(stem.match(g) for g in globs)):
+            chosen.append(notebook)
+    return chosen
+
+
 def set_repository(url: str) -> None:
     """Point _config.yml and every notebook's setup cell at ``url`` (for a fork)."""
     url = url.rstrip("/").removesuffix(".git")
