@@ -1,5 +1,8 @@
 """Run every ``benchmarks/bench_*.py`` and write ``benchmarks/results/SUMMARY.md``.
 
+``python benchmarks/run_all.py map unet`` runs only the scripts whose names contain one of the
+words; ``--summary`` only rewrites SUMMARY.md from the JSON files already there.
+
 Each benchmark script writes ``results/<name>.json`` holding at least ``target`` (text),
 ``measured`` (text) and ``passed`` (bool). Set ``LECTURE_QUICK=1`` for a smoke run.
 """
@@ -22,6 +25,12 @@ def main(names: list[str]) -> int:
     for script in scripts:
         print(f"== {script.name}", flush=True)
         runpy.run_path(str(script), run_name="__main__")
+    write_summary()
+    return 0
+
+
+def write_summary() -> Path:
+    """``results/SUMMARY.md``: one table row per ``results/*.json`` (full-mode results only)."""
     rows = ["| benchmark | target | measured | passed |", "| --- | --- | --- | --- |"]
     for path in sorted((HERE / "results").glob("*.json")):
         data = json.loads(path.read_text())
@@ -31,8 +40,11 @@ def main(names: list[str]) -> int:
     summary.write_text("# Benchmark results\n\nWritten by `make bench` (`benchmarks/run_all.py`).\n\n"
                        + "\n".join(rows) + "\n")
     print(summary.read_text())
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--summary"]:  # only rebuild SUMMARY.md from the JSON files
+        write_summary()
+        raise SystemExit(0)
     raise SystemExit(main(sys.argv[1:]))

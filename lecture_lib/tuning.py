@@ -875,7 +875,9 @@ def parallel_optuna_search(objective: Callable, space: Mapping[str, Any], n_tria
     ``storage`` (a PostgreSQL URL across machines). ``objective`` must be picklable (a
     module-level function or e.g. ``TwoLayerNetObjective``); workers get seeds ``seed + i`` so
     their first samples differ. ``pruner`` (picklable; default median pruner) as in
-    ``optuna_search``.
+    ``optuna_search``. Each worker stops once the study holds ``n_trials`` finished trials;
+    workers that start a trial at the same moment can take the study up to
+    ``n_trials + n_workers - 1`` (Optuna's ``MaxTrialsCallback`` counts finished trials only).
 
     Returns:
         ``(SearchResult, optuna.Study)``
