@@ -510,7 +510,7 @@ class ReportCallback(Callback):
 # --- the lecture's experiment -----------------------------------------------------------------
 
 
-_DIGITS_CACHE: dict = {}
+_DATA_CACHE: dict = {}
 
 
 @dataclass
@@ -520,7 +520,10 @@ class TwoLayerNetObjective:
     ``params``: ``lr`` (required), ``reg`` (L2 weight decay, default 0), ``epochs`` (default
     ``self.epochs``). Inputs are 8-bit pixel values (the digits' 0..16 intensities times 16)
     minus the training mean, as CS231n feeds CIFAR-10 pixels, so the lecture's learning-rate
-    range 1e-6..1e-3 is the right one. Training stops
+    range 1e-6..1e-3 is the right one. With ``cifar10_root`` (the folder holding
+    ``cifar-10-batches-py``) the data are CIFAR-10 itself, the lecture's data set: 3072 raw pixel
+    values minus the mean image, 1000 validation images (``n_samples`` then caps the training
+    images; see ``load_cifar10_split``). Training stops
     with ``Diverged`` when the loss exceeds 3x its initial value. Picklable, so Optuna worker
     processes can run it. ``device`` defaults to the CPU: a 50-unit network is faster there
     than on a GPU (pass ``device="cuda"`` or ``str(get_device())`` for bigger variants).
@@ -533,19 +536,26 @@ class TwoLayerNetObjective:
     seed: int = 0
     device: str | None = None
     threads: int | None = None
+    cifar10_root: str | None = None
 
     def data(self):
-        """The digits split (raw intensities minus the training mean); cached per process."""
-        key = (self.seed, self.n_samples)
-        if key not in _DIGITS_CACHE:
-            from lecture_lib.data.tabular import load_digits_split
+        """The split (8-bit pixel values minus the training mean); cached per process."""
+        key = (self.seed, self.n_samples, self.cifar10_root)
+        if key not in _DATA_CACHE:
+            if self.cifar10_root is not None:
+                from lecture_lib.data.classification import load_cifar10_split
 
-            split = load_digits_split(seed=self.seed, standardize=False, n_samples=self.n_samples)
-            mean = split.x_train.mean(dim=0) * 16
+                split, scale = load_cifar10_split(self.cifar10_root, n_train=self.n_samples, seed=self.seed), 1
+            else:
+                from lecture_lib.data.tabular import load_digits_split
+
+                split = load_digits_split(seed=self.seed, standardize=False, n_samples=self.n_samples)
+                scale = 16  # digits' intensities 0..16 -> 0..256
+            mean = split.x_train.mean(dim=0) * scale
             for name in ("x_train", "x_val", "x_test"):
-                setattr(split, name, getattr(split, name) * 16 - mean)
-            _DIGITS_CACHE[key] = split
-        return _DIGITS_CACHE[key]
+                setattr(split, name, getattr(split, name) * scale - mean)
+            _DATA_CACHE[key] = split
+        return _DATA_CACHE[key]
 
     def __call__(self, params: Mapping[str, Any], report: Callable[[int, float], None] | None = None) -> float:
         from lecture_lib.data.tabular import TensorBatches

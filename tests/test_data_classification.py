@@ -1,14 +1,14 @@
 """lecture_lib.data.classification: the synthetic shapes set and the CIFAR-10 path (on a local fake)."""
 
 import math
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
+from fake_data import write_fake_cifar
 from lecture_lib.data.classification import (CIFAR10_CLASSES, CLASS_NAMES, ShapeClassConfig, ShapeClassification,
-                                             cifar10_splits, make_shape_images, render_shape,
+                                             cifar10_splits, load_cifar10_split, make_shape_images, render_shape,
                                              shape_classification_splits)
 
 # --- synthetic shapes ---------------------------------------------------------------------------
@@ -107,25 +107,8 @@ def test_errors():
 # --- CIFAR-10 on a local fake in the on-disk format --------------------------------------------
 
 
-def _write_fake_cifar(root, per_batch=6, n_test=5):
-    """cifar-10-batches-py as torchvision reads it: pickled dicts with 'data' [N, 3072] uint8 and 'labels'."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)  # channel planes R, G, B of 32x32
-        labels = rng.integers(0, 10, size=n).tolist()
-        with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "data": data, "labels": labels, "filenames": []}, f)
-        arrays[name] = (data, labels)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": per_batch}, f)
-    return arrays
-
-
 def test_cifar10_splits_on_a_local_fake(tmp_path):
-    arrays = _write_fake_cifar(tmp_path)
+    arrays = write_fake_cifar(tmp_path)
     splits = cifar10_splits(tmp_path, val_size=8, seed=0, verify_checksums=False)
     assert len(splits["train"]) == 22 and len(splits["val"]) == 8 and len(splits["test"]) == 5
     assert set(splits["train"].indices).isdisjoint(splits["val"].indices)
@@ -144,7 +127,7 @@ def test_cifar10_splits_on_a_local_fake(tmp_path):
 
 
 def test_cifar10_checksums_reject_the_fake(tmp_path):
-    _write_fake_cifar(tmp_path)
+    write_fake_cifar(tmp_path)
     with pytest.raises(RuntimeError, match="not found or corrupted"):
         cifar10_splits(tmp_path)  # real MD5 sums are checked by default
 
@@ -152,6 +135,28 @@ def test_cifar10_checksums_reject_the_fake(tmp_path):
 def test_cifar10_missing_gives_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="CIFAR-10 not found.*missing data_batch_1"):
         cifar10_splits(tmp_path)
-    _write_fake_cifar(tmp_path)
+    write_fake_cifar(tmp_path)
     with pytest.raises(ValueError, match=r"val_size must be in \[0, 30\)"):
         cifar10_splits(tmp_path, val_size=30, verify_checksums=False)
+
+
+def test_load_cifar10_split_flat_pixels_in_cs231n_order(tmp_path):
+    arrays = write_fake_cifar(tmp_path)
+    split = load_cifar10_split(tmp_path, val_size=8, n_train=10, seed=0, verify_checksums=False)
+    assert split.x_train.shape == (10, 3072) and split.x_val.shape == (8, 3072) and split.x_test.shape == (5, 3072)
+    assert split.x_train.dtype == torch.float32 and split.y_train.dtype == torch.int64
+    # test row 3: the pickled R, G, B planes, reordered to (row, column, channel) and flattened
+    data, labels = arrays["test_batch"]
+    expected = data[3].reshape(3, 32, 32).transpose(1, 2, 0).reshape(-1).astype(np.float32)
+    np.testing.assert_array_equal(split.x_test[3].numpy(), expected)
+    assert split.y_test.tolist() == labels
+    # validation = the same images as cifar10_splits' validation subset; train drawn from the rest
+    splits = cifar10_splits(tmp_path, val_size=8, seed=0, verify_checksums=False)
+    all_train = np.concatenate([arrays[f"data_batch_{i}"][0] for i in range(1, 6)])
+    val_rows = all_train[splits["val"].indices].reshape(8, 3, 32, 32).transpose(0, 2, 3, 1).reshape(8, -1)
+    np.testing.assert_array_equal(split.x_val.numpy(), val_rows.astype(np.float32))
+    train_rows = {row.tobytes() for row in all_train[splits["train"].indices].reshape(-1, 3, 32, 32)
+                  .transpose(0, 2, 3, 1).reshape(-1, 3072).astype(np.float32)}
+    assert all(row.numpy().tobytes() in train_rows for row in split.x_train)
+    with pytest.raises(ValueError, match=r"n_train must be in \[1, 22\], got 23"):
+        load_cifar10_split(tmp_path, val_size=8, n_train=23, verify_checksums=False)

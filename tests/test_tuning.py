@@ -219,6 +219,32 @@ def test_search_records_diverged_trials_and_lecture_objective():
     assert everything_fails.best is None and "every trial diverged" in everything_fails.warnings[0]
 
 
+def test_lecture_objective_on_cifar10_when_present(tmp_path, monkeypatch):
+    """The CIFAR-10 variant on a local fake in the on-disk format: 3072 raw pixel values minus the
+    mean image, 1000 validation images, labels that a 2-layer net can learn."""
+    import functools
+
+    import lecture_lib.data.classification as classification
+    from fake_data import write_fake_cifar
+
+    arrays = write_fake_cifar(tmp_path, per_batch=300, n_test=50, learnable=True)
+    # the fake's MD5 sums are not CIFAR-10's: skip that check, the format is the real one
+    monkeypatch.setattr(classification, "load_cifar10_split",
+                        functools.partial(classification.load_cifar10_split, verify_checksums=False))
+    objective = TwoLayerNetObjective(epochs=3, cifar10_root=str(tmp_path), n_samples=400)
+    split = objective.data()
+    assert split.x_train.shape == (400, 3072) and split.x_val.shape == (1000, 3072) and split.x_test.shape == (50, 3072)
+    # test image 0: its pickled R, G, B planes as (row, column, channel) pixels minus the training mean
+    raw = classification.load_cifar10_split(tmp_path, n_train=400, seed=0)
+    expected = arrays["test_batch"][0][0].reshape(3, 32, 32).transpose(1, 2, 0).reshape(-1) - raw.x_train.numpy().mean(0)
+    np.testing.assert_allclose(split.x_test[0].numpy(), expected, atol=1e-3)
+    assert split.y_test.tolist() == arrays["test_batch"][1]
+    assert abs(float(split.x_train.mean())) < 1e-3
+    assert objective({"lr": 1e-5, "reg": 1e-3}) > 0.9  # chance would be 0.1
+    assert objective.data() is split  # cached per process
+    assert TwoLayerNetObjective(n_samples=400).data().x_train.shape[1] == 64  # digits stay the default
+
+
 # --- edge warning -------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ Gaussian noise. Every image is a pure function of ``(seed, split, index)``.
 
 When the real data set is on disk (``<root>/cifar-10-batches-py``), :func:`cifar10_splits`
 loads it through ``torchvision.datasets.CIFAR10(download=False)``; otherwise it says where it
-looked and how to get the files.
+looked and how to get the files. :func:`load_cifar10_split` gives the same images as flat
+pixel vectors, the input of the lecture's 2-layer network.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "ShapeClassification",
     "shape_classification_splits",
     "cifar10_splits",
+    "load_cifar10_split",
 ]
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "pentagon", "hexagon",
@@ -341,3 +343,36 @@ def cifar10_splits(root: str | Path, val_size: int = 5_000, seed: int = 0, trans
     order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(seed)).tolist()
     return {"train": Subset(train_full, sorted(order[val_size:])),
             "val": Subset(train_full, sorted(order[:val_size])), "test": test}
+
+
+def load_cifar10_split(root: str | Path, val_size: int = 1_000, n_train: int | None = None, seed: int = 0,
+                       verify_checksums: bool = True):
+    """CIFAR-10 as flat pixel vectors, the CS231n way: ``x_*`` float32 [N, 3072] raw 0..255
+    values in (row, column, channel) order, ``y_*`` int64 [N].
+
+    Validation: ``val_size`` training images chosen with ``seed`` (1000, as CS231n's 49 000 /
+    1 000 split); ``n_train`` keeps a random subset of the remaining training images (None: all);
+    test: CIFAR-10's test batch. No mean is subtracted (do it with the training mean, as
+    ``TwoLayerNetObjective`` does).
+
+    Returns:
+        ``lecture_lib.data.tabular.Split``
+    """
+    from lecture_lib.data.tabular import Split
+
+    splits = cifar10_splits(root, val_size=val_size, seed=seed, verify_checksums=verify_checksums)
+    train_indices = np.asarray(splits["train"].indices)
+    if n_train is not None:
+        if not 1 <= n_train <= len(train_indices):
+            raise ValueError(f"n_train must be in [1, {len(train_indices)}], got {n_train}")
+        pick = np.random.default_rng(seed).permutation(len(train_indices))[:n_train]
+        train_indices = np.sort(train_indices[pick])
+    full, test = splits["train"].dataset, splits["test"]  # torchvision keeps .data uint8 [N, 32, 32, 3]
+
+    def flat(dataset, indices=None) -> tuple[Tensor, Tensor]:
+        data, labels = dataset.data, np.asarray(dataset.targets, dtype=np.int64)
+        if indices is not None:
+            data, labels = data[indices], labels[indices]
+        return (torch.from_numpy(data.reshape(len(data), -1).astype(np.float32)), torch.from_numpy(labels))
+
+    return Split(*flat(full, train_indices), *flat(full, np.asarray(splits["val"].indices)), *flat(test))
