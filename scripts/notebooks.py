@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbformat.corpus.words import generate_corpus_id
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "_config.yml"
@@ -98,6 +99,8 @@ def strip_outputs() -> None:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
+            if "id" not in cell:  # a cell written by hand or by a script: nbformat 4.5 wants an id
+                cell.id = generate_corpus_id()
         nb.metadata.pop("widgets", None)
         nbformat.write(nb, path)
 

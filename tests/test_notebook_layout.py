@@ -1,6 +1,7 @@
 """Course conventions every notebook and the book configuration must keep."""
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     with_outputs = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.outputs]
     assert not with_outputs, f"{path.name}: cells {with_outputs} have outputs (python scripts/notebooks.py strip)"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(ROOT)))
+def test_valid_nbformat_with_cell_ids(path):
+    """nbformat 4.5 wants an id on every cell (Jupyter adds them; hand-written cells may lack them)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5), f"{path.name}: nbformat {raw['nbformat']}.{raw['nbformat_minor']}"
+    missing = [i for i, c in enumerate(raw["cells"]) if "id" not in c]
+    assert not missing, f"{path.name}: cells {missing} have no id (python scripts/notebooks.py strip adds them)"
+    nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
 
 
 @pytest.mark.parametrize("path", [p for p in ALL if p.parts[-3] == "book"], ids=lambda p: p.name)
