@@ -112,21 +112,32 @@ class FastRCNNHead(nn.Module):
                           spatial_scale=1.0 / self.config.stride)
         return self.predictor(self.fc(pooled))
 
+    def training_losses(self, features: Tensor, proposals: list[Tensor],
+                        targets: list[dict]) -> tuple[dict[str, Tensor], list[Tensor], list[Tensor]]:
+        """The training step of the head: sample RoIs, classify them, the two losses.
+
+        Returns ``(losses, rois, labels)``: ``{"loss_classifier", "loss_box_reg"}`` and, per
+        image, the sampled RoIs Tensor[S_i, 4] with their labels Tensor[S_i] (positives first).
+        Mask R-CNN (``mask_rcnn.py``) trains its mask branch on the positives among them.
+        """
+        c = self.config
+        samples = [select_training_samples(
+            p.detach(), t["boxes"], t["labels"], fg_iou_threshold=c.fg_iou_threshold,
+            bg_iou_low=c.bg_iou_low, batch_size_per_image=c.batch_size_per_image,
+            positive_fraction=c.positive_fraction, box_weights=c.box_weights)
+            for p, t in zip(proposals, targets)]
+        rois, labels, regression = (list(x) for x in zip(*samples))
+        logits, deltas = self.classify_rois(features, rois)
+        loss_cls, loss_box = detection_loss(logits, deltas, torch.cat(labels), torch.cat(regression))
+        return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}, rois, labels
+
     def forward(self, features: Tensor, proposals: list[Tensor], image_size: tuple[int, int],
                 targets: list[dict] | None = None):
         c = self.config
         if self.training:
             if targets is None:
                 raise ValueError("targets must be given in training mode (one dict per image)")
-            samples = [select_training_samples(
-                p.detach(), t["boxes"], t["labels"], fg_iou_threshold=c.fg_iou_threshold,
-                bg_iou_low=c.bg_iou_low, batch_size_per_image=c.batch_size_per_image,
-                positive_fraction=c.positive_fraction, box_weights=c.box_weights)
-                for p, t in zip(proposals, targets)]
-            rois, labels, regression = (list(x) for x in zip(*samples))
-            logits, deltas = self.classify_rois(features, rois)
-            loss_cls, loss_box = detection_loss(logits, deltas, torch.cat(labels), torch.cat(regression))
-            return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
+            return self.training_losses(features, proposals, targets)[0]
         logits, deltas = self.classify_rois(features, list(proposals))
         sizes = [p.shape[0] for p in proposals]
         return [postprocess_detections(lg, dl, p, image_size, c.box_weights, c.score_threshold,

@@ -1,0 +1,363 @@
+"""Mask R-CNN (He et al. 2017): Faster R-CNN plus a mask for every detected object.
+
+**Instance segmentation** asks for one mask per *object* (two touching circles are two masks),
+where semantic segmentation (chapter 05) labels pixels by class only. Mask R-CNN gets it by
+adding a third branch to Faster R-CNN's RoI head (``faster_rcnn.py``):
+
+* the **mask head** (:class:`MaskHead`) is a small fully convolutional network on each RoI's
+  features: RoI *align* to 14 x 14, a few 3x3 convs, a 2x2 **transpose convolution** (stride 2,
+  the learnable upsampling of chapter 05, ``lecture_lib.upsampling.conv_transpose2d``) to
+  28 x 28, and a 1x1 conv to one mask logit per class and pixel;
+* the **targets** (:func:`project_masks_on_boxes`): each positive RoI's ground-truth instance
+  mask, cropped to the RoI's box and resized to 28 x 28 -- with RoI align again;
+* the **loss** (:func:`mask_loss`): per-pixel binary cross-entropy on the mask of the RoI's
+  *true* class only. The masks of the classes do not compete (no softmax over classes): the
+  classification branch says *what*, the mask branch only *where* -- the paper's decoupling.
+* at test time the mask of the *predicted* class of each detection is resized into its box
+  (:func:`paste_masks_in_image`).
+
+Pixel-accurate masks need features that are not shifted by RoI pooling's rounding, hence
+RoIAlign (``lecture_lib.roi``). Every function gives the numbers of its namesake in
+``torchvision.models.detection.roi_heads`` (checked in ``tests/test_mask_rcnn.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lecture_lib.boxes import _check_boxes, box_iou
+from lecture_lib.metrics.detection import match_detections
+from lecture_lib.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
+from lecture_lib.models.rcnn import _check_detection_inputs, _check_positive_int, detection_ops
+
+__all__ = [
+    "project_masks_on_boxes",
+    "mask_loss",
+    "paste_masks_in_image",
+    "mask_iou",
+    "matched_mask_ious",
+    "instance_targets",
+    "MaskHead",
+    "MaskRCNNConfig",
+    "MaskRCNN",
+]
+
+
+def _check_masks(masks, name: str, count: int | None = None, size: tuple[int, int] | None = None) -> None:
+    """Raise unless ``masks`` is a Tensor[N, H, W] with N == count and (H, W) == size (when given)."""
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [N, H, W], got {type(masks).__name__}")
+    if masks.dim() != 3:
+        raise ValueError(f"{name} must have shape [N, H, W], got {list(masks.shape)}")
+    if count is not None and masks.shape[0] != count:
+        raise ValueError(f"{name} must have one mask per box: shape [{count}, H, W], got {list(masks.shape)}")
+    if size is not None and tuple(masks.shape[1:]) != tuple(size):
+        raise ValueError(f"{name} must match the image size {list(size)}, got masks of size {list(masks.shape[1:])}")
+
+
+# --- training targets and loss -----------------------------------------------------------------
+
+def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int,
+                           ops: str = "torchvision") -> Tensor:
+    """The mask target of each RoI: its ground-truth mask cropped to the box, resized to M x M.
+
+    The crop-and-resize is RoI align on the mask itself (``spatial_scale = 1``), so the target
+    is the soft fraction of object inside each of the M x M bins (the loss uses it as is).
+
+    Args:
+        gt_masks (Tensor[G, H, W]): one image's instance masks (bool or float).
+        boxes (Tensor[P, 4]): the RoIs, image coordinates (x1, y1, x2, y2).
+        matched_idxs (Tensor[P] int64): index into ``gt_masks`` of each RoI's object.
+        M: side of the target.
+        ops: RoI align from ``"torchvision"`` or ``"lecture_lib"`` (``rcnn.detection_ops``).
+
+    Returns:
+        Tensor[P, M, M] float in [0, 1].
+    """
+    _check_masks(gt_masks, "gt_masks")
+    _check_boxes(boxes, "boxes")
+    _check_positive_int(M, "M")
+    if not isinstance(matched_idxs, Tensor) or matched_idxs.shape != (boxes.shape[0],):
+        raise ValueError(f"matched_idxs must have shape [{boxes.shape[0]}], "
+                         f"got {list(getattr(matched_idxs, 'shape', [type(matched_idxs).__name__]))}")
+    if matched_idxs.numel() and (matched_idxs.min() < 0 or matched_idxs.max() >= gt_masks.shape[0]):
+        raise ValueError(f"matched_idxs must be in [0, {gt_masks.shape[0] - 1}], got {matched_idxs.tolist()}")
+    dtype = boxes.dtype if boxes.is_floating_point() else torch.float32
+    # Each mask is an "image" of its own: the RoI row (matched index, box) picks which one to crop.
+    rois = torch.cat([matched_idxs.to(dtype)[:, None], boxes.to(dtype)], dim=1)
+    return detection_ops(ops).roi_align(gt_masks[:, None].to(dtype), rois, (M, M), 1.0)[:, 0]
+
+
+def mask_loss(mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[Tensor], gt_labels: list[Tensor],
+              matched_idxs: list[Tensor], ops: str = "torchvision") -> Tensor:
+    """Mask R-CNN's mask loss: mean per-pixel binary cross-entropy on the true class's mask.
+
+    Args:
+        mask_logits (Tensor[P, C, M, M]): the mask head's output for the positive RoIs of the
+            batch, image after image.
+        proposals (list of Tensor[P_i, 4]): those RoIs, per image (sum P_i = P).
+        gt_masks (list of Tensor[G_i, H, W]), gt_labels (list of Tensor[G_i] int64): per image.
+        matched_idxs (list of Tensor[P_i] int64): each RoI's object.
+        ops: where the targets' RoI align comes from (:func:`project_masks_on_boxes`).
+
+    Returns:
+        A scalar: ``binary_cross_entropy_with_logits`` averaged over the P x M x M pixels of the
+        masks of the true classes; with no RoI, 0 that still has a graph (as torchvision).
+    """
+    if not isinstance(mask_logits, Tensor) or mask_logits.dim() != 4 or mask_logits.shape[-1] != mask_logits.shape[-2]:
+        raise ValueError(f"mask_logits must have shape [P, C, M, M], got {list(getattr(mask_logits, 'shape', []))}")
+    if not len(proposals) == len(gt_masks) == len(gt_labels) == len(matched_idxs):
+        raise ValueError(f"proposals, gt_masks, gt_labels and matched_idxs must be lists of the same length "
+                         f"(one entry per image), got {len(proposals)}, {len(gt_masks)}, {len(gt_labels)}, "
+                         f"{len(matched_idxs)}")
+    if sum(p.shape[0] for p in proposals) != mask_logits.shape[0]:
+        raise ValueError(f"mask_logits has {mask_logits.shape[0]} masks but the proposals hold "
+                         f"{sum(p.shape[0] for p in proposals)} boxes")
+    m = mask_logits.shape[-1]
+    labels = torch.cat([lab[i] for lab, i in zip(gt_labels, matched_idxs)]) if proposals else \
+        torch.zeros(0, dtype=torch.int64)
+    if labels.numel() == 0:  # no positive RoI: a zero that keeps the graph (backward still works)
+        return mask_logits.sum() * 0
+    targets = torch.cat([project_masks_on_boxes(g, p, i, m, ops)
+                         for g, p, i in zip(gt_masks, proposals, matched_idxs)])
+    # He et al. 2017: only the mask of the ground-truth class k contributes -- no competition
+    # between classes, unlike the per-pixel softmax of FCN-style semantic segmentation.
+    logits = mask_logits[torch.arange(labels.numel(), device=labels.device), labels]
+    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+
+
+# --- inference ---------------------------------------------------------------------------------
+
+def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1) -> Tensor:
+    """Resize each M x M mask into its box and place it in an empty image.
+
+    Same steps (and numbers) as torchvision's ``paste_masks_in_image``: pad the mask with
+    ``padding`` zero pixels and grow the box by the same factor (so that the bilinear resize
+    fades to 0 at the box edge instead of stopping abruptly), round the box to whole pixels
+    (truncation), resize with ``F.interpolate(mode="bilinear")`` to the box's size in the legacy
+    Detectron convention of ``x2 - x1 + 1`` pixels, paste, cut at the image border.
+
+    Args:
+        masks (Tensor[N, 1, M, M]): probabilities (or logits) per box.
+        boxes (Tensor[N, 4]): the boxes in image coordinates.
+        image_size: ``(height, width)``.
+        padding: zero pixels added around each mask before resizing.
+
+    Returns:
+        Tensor[N, 1, H, W] of the masks' dtype, zero outside each box.
+    """
+    if not isinstance(masks, Tensor) or masks.dim() != 4 or masks.shape[1] != 1:
+        raise ValueError(f"masks must have shape [N, 1, M, M], got {list(getattr(masks, 'shape', []))}")
+    _check_boxes(boxes, "boxes")
+    if boxes.shape[0] != masks.shape[0]:
+        raise ValueError(f"boxes must have one row per mask: shape [{masks.shape[0]}, 4], got {list(boxes.shape)}")
+    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    height, width = image_size
+    m = masks.shape[-1]
+    masks = F.pad(masks, (padding,) * 4)
+    scale = (m + 2 * padding) / m
+    centre, half = (boxes[:, 2:] + boxes[:, :2]) * 0.5, (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
+    boxes = torch.cat([centre - half, centre + half], dim=1).to(torch.int64)
+    out = masks.new_zeros(masks.shape[0], 1, height, width)
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        w, h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+        resized = F.interpolate(masks[i:i + 1], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        xa, xb, ya, yb = max(x1, 0), min(x2 + 1, width), max(y1, 0), min(y2 + 1, height)
+        if xa < xb and ya < yb:
+            out[i, 0, ya:yb, xa:xb] = resized[ya - y1:yb - y1, xa - x1:xb - x1]
+    return out
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+def mask_iou(masks1: Tensor, masks2: Tensor) -> Tensor:
+    """IoU of every pair of binary masks: ``|A and B| / |A or B|`` (0 when both are empty).
+
+    Args:
+        masks1 (Tensor[N, H, W]), masks2 (Tensor[M, H, W]): bool (or 0/1) masks.
+
+    Returns:
+        Tensor[N, M] float32 (pycocotools' ``mask.iou`` with ``iscrowd = 0``).
+    """
+    _check_masks(masks1, "masks1")
+    _check_masks(masks2, "masks2", size=tuple(masks1.shape[1:]))
+    a, b = masks1.flatten(1).float(), masks2.flatten(1).float()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+def matched_mask_ious(preds: list[dict], targets: list[dict], iou_threshold: float = 0.5,
+                      score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Tensor:
+    """Mask IoU of every true-positive detection with the object it found.
+
+    Per image and class, detections with score >= ``score_threshold`` are matched greedily to
+    the ground truth by *box* IoU >= ``iou_threshold`` (``metrics.detection.match_detections``,
+    COCO rule); for each match, the IoU of the predicted mask (probability >= ``mask_threshold``)
+    with the true instance mask. Box mAP says *whether* objects are found, this how well their
+    masks fit.
+
+    Args:
+        preds: per image ``{"boxes", "scores", "labels", "masks" [N, 1, H, W]}``.
+        targets: per image ``{"boxes", "labels", "masks" [M, H, W]}``.
+
+    Returns:
+        Tensor[T] float32, one IoU per true positive (empty when none).
+    """
+    if not isinstance(preds, (list, tuple)) or not isinstance(targets, (list, tuple)) or len(preds) != len(targets):
+        raise ValueError(f"preds and targets must be lists with one dict per image, got lengths "
+                         f"{len(preds) if isinstance(preds, (list, tuple)) else type(preds).__name__} and "
+                         f"{len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__}")
+    for i, (pred, target) in enumerate(zip(preds, targets)):
+        if "masks" not in pred or "masks" not in target:
+            raise ValueError(f"preds[{i}] and targets[{i}] must both have 'masks'")
+    ious = []
+    for pred, target in zip(preds, targets):
+        keep = pred["scores"] >= score_threshold
+        for label in pred["labels"][keep].unique().tolist():
+            det = torch.nonzero(keep & (pred["labels"] == label)).flatten()
+            gt = torch.nonzero(target["labels"] == label).flatten()
+            match = match_detections(pred["boxes"][det], pred["scores"][det], target["boxes"][gt], iou_threshold)
+            for d, g in zip(det.tolist(), match.matched_gt.tolist()):
+                if g >= 0:
+                    ious.append(mask_iou(pred["masks"][d] >= mask_threshold, target["masks"][gt[g]][None].bool())[0, 0])
+    return torch.stack(ious) if ious else torch.zeros(0)
+
+
+def instance_targets(dataset, indices) -> tuple[Tensor, list[dict]]:
+    """Images and instance-segmentation targets of ``ShapesDataset`` scenes, batched.
+
+    Returns ``(images [B, 3, H, W], targets)`` with ``{"boxes", "labels", "masks" [N, H, W]
+    bool}`` per image: the form :class:`MaskRCNN` (and torchvision's Mask R-CNN) expects.
+    """
+    scenes = [dataset.scene(int(i)) for i in indices]
+    return (torch.stack([s.image for s in scenes]),
+            [{"boxes": s.boxes, "labels": s.labels, "masks": s.instance_masks} for s in scenes])
+
+
+# --- the modules -------------------------------------------------------------------------------
+
+class MaskHead(nn.Module):
+    """A small FCN per RoI: RoI align -> 3x3 convs -> 2x2 transpose conv -> 1x1 conv.
+
+    The transpose convolution (stride 2) is the learnable upsampling of chapter 05: it doubles
+    the ``roi_size x roi_size`` grid to ``2 roi_size`` (14 -> 28 as in the paper). Fully
+    convolutional, so every mask pixel keeps its place relative to the RoI -- a fully connected
+    layer would have to learn the layout (the paper's argument for an FCN mask head).
+
+    ``forward(features [B, C, h, w], boxes: list of B Tensor[L_i, 4]) -> mask logits
+    [sum L_i, num_classes, 2 roi_size, 2 roi_size]``.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, stride: int, roi_size: int = 14,
+                 widths: tuple[int, ...] = (64, 64), sampling_ratio: int = 2, ops: str = "torchvision") -> None:
+        super().__init__()
+        for value, name in ((in_channels, "in_channels"), (num_classes, "num_classes"), (stride, "stride"),
+                            (roi_size, "roi_size"), (sampling_ratio, "sampling_ratio")):
+            _check_positive_int(value, name)
+        if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise ValueError(f"widths must be positive ints, got {widths!r}")
+        self.roi_align = detection_ops(ops).roi_align
+        self.stride, self.roi_size, self.sampling_ratio = stride, roi_size, sampling_ratio
+        layers: list[nn.Module] = []
+        for width in widths:
+            layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+            in_channels = width
+        self.convs = nn.Sequential(*layers)
+        self.upsample = nn.ConvTranspose2d(in_channels, in_channels, 2, stride=2)
+        self.predictor = nn.Conv2d(in_channels, num_classes, 1)
+        for module in self.modules():  # as torchvision's MaskRCNNHeads
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, features: Tensor, boxes: list[Tensor]) -> Tensor:
+        x = self.roi_align(features, [b.to(features.dtype) for b in boxes], self.roi_size,
+                           spatial_scale=1.0 / self.stride, sampling_ratio=self.sampling_ratio)
+        x = F.relu(self.upsample(self.convs(x)))
+        return self.predictor(x)
+
+
+@dataclass
+class MaskRCNNConfig(FasterRCNNConfig):
+    """Faster R-CNN's settings (``head``, ``rpn``) plus the mask head's.
+
+    Attributes:
+        mask_roi_size: RoI align output of the mask head (the paper: 14); masks are twice that.
+        mask_widths: channels of its 3x3 convs (the paper: four of 256).
+        mask_sampling_ratio: bilinear samples per RoI-align bin and direction.
+    """
+
+    mask_roi_size: int = 14
+    mask_widths: tuple[int, ...] = (64, 64)
+    mask_sampling_ratio: int = 2
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self.mask_roi_size, "mask_roi_size")
+        _check_positive_int(self.mask_sampling_ratio, "mask_sampling_ratio")
+        if not self.mask_widths or not all(isinstance(w, int) and w > 0 for w in self.mask_widths):
+            raise ValueError(f"mask_widths must be a non-empty tuple of positive ints, got {self.mask_widths!r}")
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the predicted masks (after the stride-2 transpose conv)."""
+        return 2 * self.mask_roi_size
+
+
+def _check_mask_targets(images: Tensor, targets: list[dict] | None) -> None:
+    """Every target must hold ``"masks"`` Tensor[N, H, W], one per box, of the image's size."""
+    for i, t in enumerate(targets or []):
+        if "masks" not in t:
+            raise ValueError(f"targets[{i}] must have 'masks' (Tensor[N, H, W], one instance mask per box) "
+                             f"to train Mask R-CNN, got keys {sorted(t)}")
+        _check_masks(t["masks"], f"targets[{i}]['masks']", t["boxes"].shape[0], tuple(images.shape[-2:]))
+
+
+class MaskRCNN(FasterRCNN):
+    """Faster R-CNN (backbone, RPN, box head: inherited) + :class:`MaskHead`, trained end to end.
+
+    ``forward(images, targets=None)``: training mode returns Faster R-CNN's four losses plus
+    ``"loss_mask"`` (targets need ``"masks"`` Tensor[N, H, W]); eval mode returns one
+    ``{"boxes", "scores", "labels", "masks"}`` dict per image, ``masks`` Tensor[D, 1, H, W]
+    float in [0, 1] (torchvision's format; threshold at 0.5 for binary masks).
+    """
+
+    def __init__(self, config: MaskRCNNConfig | None = None) -> None:
+        config = config or MaskRCNNConfig()
+        if not isinstance(config, MaskRCNNConfig):
+            raise TypeError(f"config must be a MaskRCNNConfig, got {type(config).__name__}")
+        super().__init__(config)
+        c = config.head
+        self.mask_head = MaskHead(c.widths[-1], c.num_classes, c.stride, config.mask_roi_size, config.mask_widths,
+                                  config.mask_sampling_ratio, ops=c.ops)
+
+    def forward(self, images: Tensor, targets: list[dict] | None = None):
+        _check_detection_inputs(images, targets, self.config.head.num_classes, self.training)
+        _check_mask_targets(images, targets)
+        image_size = tuple(images.shape[-2:])
+        features = self.backbone(images)
+        proposals, rpn_losses = self.rpn(features, image_size, targets)
+        if self.training:
+            losses, rois, labels = self.roi_head.training_losses(features, proposals, targets)
+            # The mask branch trains on the positive RoIs of the same sample, each with the object
+            # it was labelled from (the best-IoU box, as in match_proposals).
+            positives = [r[lab > 0] for r, lab in zip(rois, labels)]
+            matched = [box_iou(t["boxes"].to(p.dtype), p).max(dim=0).indices if p.numel()
+                       else torch.zeros(0, dtype=torch.int64, device=p.device) for p, t in zip(positives, targets)]
+            mask_logits = self.mask_head(features, positives)
+            loss = mask_loss(mask_logits, positives, [t["masks"] for t in targets], [t["labels"] for t in targets],
+                             matched, ops=self.config.head.ops)
+            return {**rpn_losses, **losses, "loss_mask": loss}
+        detections = self.roi_head(features, proposals, image_size)
+        mask_logits = self.mask_head(features, [d["boxes"] for d in detections])
+        labels = torch.cat([d["labels"] for d in detections])
+        # the mask of each detection's predicted class (the classifier decides, the mask follows)
+        probs = mask_logits[torch.arange(labels.numel(), device=labels.device), labels][:, None].sigmoid()
+        for d, p in zip(detections, probs.split([len(d["boxes"]) for d in detections])):
+            d["masks"] = paste_masks_in_image(p, d["boxes"], image_size)
+        return detections
