@@ -142,3 +142,20 @@ def test_static_interact_swaps_frames_in_the_browser(offline_page, tmp_path):
     assert shown() == expected[2 * 2 + 1]
     assert page.locator('[data-value-of="colour"]').inner_text() == "blue"
     assert external == [] and errors == []
+
+
+def test_precomputed_figures_respond_on_the_map_page(book_html, offline_page):
+    """The mAP page's static_interact figures (matching steps, thresholds) swap frames offline."""
+    page, external, errors = offline_page
+    page.goto((book_html / "book/07_evaluation/02_mean_average_precision.html").as_uri())
+    widgets = page.locator(".lecture-static-interact")
+    assert widgets.count() == 2, "expected the two precomputed figures (matching, thresholds)"
+    for index, (control, value) in enumerate([("step", "5"), ("score_threshold", "2")]):
+        widget = widgets.nth(index)
+        widget.scroll_into_view_if_needed()
+        frame = widget.locator('[data-role="frame"]')
+        before = frame.get_attribute("src")
+        widget.locator(f'[data-control="{control}"]').fill(value)
+        assert frame.get_attribute("src") != before, f"moving {control} did not change the figure"
+        assert frame.get_attribute("src").startswith("data:image/png;base64,")
+    assert external == [] and errors == []
