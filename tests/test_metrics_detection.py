@@ -1,8 +1,7 @@
 """lecture_lib.metrics.detection against pycocotools, a loop re-implementation of the VOC
 devkit's voc_eval, the lecture's hand-worked ranked list, and AP's laws."""
 
-import contextlib
-import io
+import functools
 import math
 
 import numpy as np
@@ -10,9 +9,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+import coco_reference as coco_reference_module
 from lecture_lib.boxes import box_iou
 from lecture_lib.metrics.detection import (
     _paired_iou,
@@ -26,63 +24,8 @@ from lecture_lib.metrics.detection import (
 # --- references -----------------------------------------------------------------------------
 
 
-def coco_eval(preds, targets, max_det=100, iou_thresholds=None):
-    """Run pycocotools on our dicts (built in memory) and return the COCOeval object."""
-    images = [{"id": i + 1} for i in range(len(targets))]
-    labels = set()
-    for d in list(preds) + list(targets):
-        labels.update(d["labels"].tolist())
-    categories = [{"id": int(c)} for c in sorted(labels)]
-    annotations = []
-    for i, t in enumerate(targets):
-        difficult = t.get("difficult", torch.zeros(len(t["labels"]), dtype=torch.bool))
-        for box, label, diff in zip(t["boxes"].double().tolist(), t["labels"].tolist(), difficult.tolist()):
-            x1, y1, x2, y2 = box
-            area = (x2 - x1) * (y2 - y1)
-            # an area outside pycocotools' "all" range [0, 1e10] is how we mark an ignore region
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(label),
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": 2e10 if diff else area,
-                                "iscrowd": 0})
-    results = []
-    for i, p in enumerate(preds):
-        for box, score, label in zip(p["boxes"].double().tolist(), p["scores"].double().tolist(),
-                                     p["labels"].tolist()):
-            x1, y1, x2, y2 = box
-            results.append({"image_id": i + 1, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "score": score})
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = {"images": images, "categories": categories, "annotations": annotations}
-        gt.createIndex()
-        if results:
-            dt = gt.loadRes(results)
-        else:  # loadRes cannot take an empty list
-            dt = COCO()
-            dt.dataset = {"images": images, "categories": categories, "annotations": []}
-            dt.createIndex()
-        ev = COCOeval(gt, dt, iouType="bbox")
-        ev.params.maxDets = sorted({1, 10, max_det})
-        if iou_thresholds is not None:
-            ev.params.iouThrs = np.asarray(iou_thresholds, dtype=np.float64)
-        ev.evaluate()
-        ev.accumulate()
-        if max_det == 100 and iou_thresholds is None:
-            ev.summarize()
-    return ev
-
-
-def coco_reference(preds, targets, max_det=100):
-    """(map, map_50, map_75) as pycocotools computes them."""
-    ev = coco_eval(preds, targets, max_det)
-    if max_det == 100:
-        return tuple(float(x) for x in ev.stats[:3])
-    # summarize() hard-codes maxDets=100 for stats[0]; do what it does at our max_det
-    s = ev.eval["precision"][:, :, :, 0, ev.params.maxDets.index(max_det)]
-
-    def mean(a):
-        return float(np.mean(a[a > -1])) if (a > -1).any() else -1.0
-
-    return mean(s), mean(s[[0]]), mean(s[[5]])
+coco_eval = functools.partial(coco_reference_module.coco_eval, iou_type="bbox")
+coco_reference = functools.partial(coco_reference_module.coco_reference, iou_type="bbox")
 
 
 def voc_reference(preds, targets, iou_threshold=0.5, use_07_metric=False):

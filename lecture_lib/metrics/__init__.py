@@ -1,1 +1,1 @@
-"""Evaluation metrics: detection (AP, mAP) and segmentation (confusion matrix, IoU)."""
+"""Evaluation metrics: detection (AP, mAP), masks (mask IoU, mask mAP) and segmentation (confusion matrix, IoU)."""

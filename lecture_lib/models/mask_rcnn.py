@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from lecture_lib.boxes import _check_boxes, box_iou
 from lecture_lib.metrics.detection import match_detections
+from lecture_lib.metrics.masks import _check_masks, mask_iou
 from lecture_lib.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
 from lecture_lib.models.rcnn import _check_detection_inputs, _check_positive_int, detection_ops
 
@@ -45,18 +46,6 @@ __all__ = [
     "MaskRCNNConfig",
     "MaskRCNN",
 ]
-
-
-def _check_masks(masks, name: str, count: int | None = None, size: tuple[int, int] | None = None) -> None:
-    """Raise unless ``masks`` is a Tensor[N, H, W] with N == count and (H, W) == size (when given)."""
-    if not isinstance(masks, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, H, W], got {type(masks).__name__}")
-    if masks.dim() != 3:
-        raise ValueError(f"{name} must have shape [N, H, W], got {list(masks.shape)}")
-    if count is not None and masks.shape[0] != count:
-        raise ValueError(f"{name} must have one mask per box: shape [{count}, H, W], got {list(masks.shape)}")
-    if size is not None and tuple(masks.shape[1:]) != tuple(size):
-        raise ValueError(f"{name} must match the image size {list(size)}, got masks of size {list(masks.shape[1:])}")
 
 
 # --- training targets and loss -----------------------------------------------------------------
@@ -174,23 +163,6 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_size: tuple[int, in
 
 
 # --- evaluation --------------------------------------------------------------------------------
-
-def mask_iou(masks1: Tensor, masks2: Tensor) -> Tensor:
-    """IoU of every pair of binary masks: ``|A and B| / |A or B|`` (0 when both are empty).
-
-    Args:
-        masks1 (Tensor[N, H, W]), masks2 (Tensor[M, H, W]): bool (or 0/1) masks.
-
-    Returns:
-        Tensor[N, M] float32 (pycocotools' ``mask.iou`` with ``iscrowd = 0``).
-    """
-    _check_masks(masks1, "masks1")
-    _check_masks(masks2, "masks2", size=tuple(masks1.shape[1:]))
-    a, b = masks1.flatten(1).float(), masks2.flatten(1).float()
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
-
 
 def matched_mask_ious(preds: list[dict], targets: list[dict], iou_threshold: float = 0.5,
                       score_threshold: float = 0.5, mask_threshold: float = 0.5) -> Tensor:
