@@ -515,7 +515,7 @@ _DATA_CACHE: dict = {}
 
 @dataclass
 class TwoLayerNetObjective:
-    """Validation accuracy of a 2-layer net (``hidden`` ReLU units) trained with SGD on digits.
+    """Validation accuracy of a 2-layer net (``hidden`` ReLU units) trained with SGD on digits (or CIFAR-10).
 
     ``params``: ``lr`` (required), ``reg`` (L2 weight decay, default 0), ``epochs`` (default
     ``self.epochs``). Inputs are 8-bit pixel values (the digits' 0..16 intensities times 16)
