@@ -159,3 +159,24 @@ def test_precomputed_figures_respond_on_the_map_page(book_html, offline_page):
         assert frame.get_attribute("src") != before, f"moving {control} did not change the figure"
         assert frame.get_attribute("src").startswith("data:image/png;base64,")
     assert external == [] and errors == []
+
+
+def test_every_page_renders_offline_without_errors(book_html, offline_page):
+    """Every page of the book loads from disk alone: no request leaves the machine, no JS error,
+    and notebook pages show their outputs."""
+    page, external, errors = offline_page
+    pages = sorted(p for p in book_html.rglob("*.html")
+                   if not {"_static", "_sources", "_images"} & set(p.relative_to(book_html).parts)
+                   and p.name not in {"genindex.html", "search.html"})
+    assert len(pages) >= 30, f"only {len(pages)} pages in {book_html}"
+    for path in pages:
+        if 'http-equiv="refresh"' in path.read_text(encoding="utf-8").lower():
+            continue  # the root index.html only redirects to the first page
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("article.bd-article").count() == 1, f"{path.relative_to(book_html)}: no article"
+        if path.with_suffix("").name[:2].isdigit() and path.parent.name[:2].isdigit():
+            # a chapter notebook: something was executed and kept
+            assert page.locator(".cell_output").count() > 0, f"{path.relative_to(book_html)}: no cell outputs"
+    assert external == [], f"pages tried to reach the network: {sorted(set(external))[:5]}"
+    assert errors == [], f"JavaScript errors: {errors[:5]}"
