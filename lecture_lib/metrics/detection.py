@@ -74,8 +74,8 @@ _CHUNK_ELEMENTS = 1 << 24  # matching state per chunk of groups: T x groups x ma
 # --- checks ---------------------------------------------------------------------------------
 
 
-def _check_inputs(preds, targets) -> dict:
-    """Validate ``preds`` / ``targets`` and concatenate them into flat float64 / int64 tensors."""
+def _check_image_lists(preds, targets) -> None:
+    """``preds`` and ``targets`` must be lists (sequences) of the same length, one dict per image."""
     for name, value in (("preds", preds), ("targets", targets)):
         if isinstance(value, (Mapping, str, Tensor)) or not isinstance(value, Sequence):
             raise TypeError(f"{name} must be a list with one dict per image, got {type(value).__name__}")
@@ -84,6 +84,20 @@ def _check_inputs(preds, targets) -> dict:
             f"preds and targets must have the same length (one dict per image), "
             f"got {len(preds)} preds and {len(targets)} targets"
         )
+
+
+def _check_keys(d, where: str, keys: Sequence[str]) -> None:
+    """``d`` must be a dict (mapping) holding every key in ``keys``."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{where} must be a dict with keys {list(keys)}, got {type(d).__name__}")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ValueError(f"{where} is missing key(s) {missing}: expected keys {list(keys)}, got {list(d)}")
+
+
+def _check_inputs(preds, targets) -> dict:
+    """Validate ``preds`` / ``targets`` and concatenate them into flat float64 / int64 tensors."""
+    _check_image_lists(preds, targets)
     specs = (("preds", preds, ("boxes", "scores", "labels")), ("targets", targets, ("boxes", "labels")))
     flat = {}
     for name, dicts, keys in specs:
@@ -91,11 +105,7 @@ def _check_inputs(preds, targets) -> dict:
         difficult = []
         for i, d in enumerate(dicts):
             where = f"{name}[{i}]"
-            if not isinstance(d, Mapping):
-                raise TypeError(f"{where} must be a dict with keys {list(keys)}, got {type(d).__name__}")
-            missing = [k for k in keys if k not in d]
-            if missing:
-                raise ValueError(f"{where} is missing key(s) {missing}: expected keys {list(keys)}, got {list(d)}")
+            _check_keys(d, where, keys)
             b = d["boxes"]
             _check_boxes(b, f"{where}['boxes']", xyxy=False)  # type and shape; x1 <= x2 checked below
             n = b.shape[0]

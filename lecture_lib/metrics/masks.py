@@ -17,7 +17,6 @@ does before it encodes them for pycocotools.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +24,8 @@ from torch import Tensor
 
 from lecture_lib.metrics.detection import (
     _COCO_MAX_IOU,
+    _check_image_lists,
+    _check_keys,
     _check_options,
     average_precision,
     precision_recall,
@@ -91,22 +92,13 @@ def mask_iou(masks1: Tensor, masks2: Tensor) -> Tensor:
 
 def _check_inputs(preds, targets) -> list[dict]:
     """Validate ``preds`` / ``targets``; per image, flattened bool masks and numpy scores/labels."""
-    for name, value in (("preds", preds), ("targets", targets)):
-        if isinstance(value, (Mapping, str, Tensor)) or not isinstance(value, Sequence):
-            raise TypeError(f"{name} must be a list with one dict per image, got {type(value).__name__}")
-    if len(preds) != len(targets):
-        raise ValueError(f"preds and targets must have the same length (one dict per image), "
-                         f"got {len(preds)} preds and {len(targets)} targets")
+    _check_image_lists(preds, targets)
     images = []
     for i, (pred, target) in enumerate(zip(preds, targets)):
         image = {}
         for name, d, keys in (("preds", pred, ("masks", "scores", "labels")), ("targets", target, ("masks", "labels"))):
             where = f"{name}[{i}]"
-            if not isinstance(d, Mapping):
-                raise TypeError(f"{where} must be a dict with keys {list(keys)}, got {type(d).__name__}")
-            missing = [k for k in keys if k not in d]
-            if missing:
-                raise ValueError(f"{where} is missing key(s) {missing}: expected keys {list(keys)}, got {list(d)}")
+            _check_keys(d, where, keys)
             masks = d["masks"]
             if name == "preds" and isinstance(masks, Tensor) and masks.dim() == 4:
                 if masks.shape[1] != 1:  # torchvision's [N, 1, H, W]
