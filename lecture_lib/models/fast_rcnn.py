@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from lecture_lib.models.rcnn import (
     _BoxPredictor,
     _check_detection_inputs,
-    _check_detector_config,
+    _check_positive_int,
+    _DetectorConfig,
     detection_loss,
     detection_ops,
     postprocess_detections,
@@ -37,43 +38,27 @@ __all__ = ["FastRCNNConfig", "FastRCNNHead", "FastRCNN"]
 
 
 @dataclass
-class FastRCNNConfig:
-    """A Fast R-CNN for small images.
+class FastRCNNConfig(_DetectorConfig):
+    """A Fast R-CNN for small images: the shared settings of the R-CNN family
+    (``rcnn._DetectorConfig``: classes, backbone ``widths``, fc width ``hidden`` -- the paper's
+    fc6, fc7 --, sliding-window proposals, training samples, inference, ``ops`` for RoI pooling
+    and NMS) plus
 
     Attributes:
-        num_classes: classes including background (class 0).
-        widths: channels of the backbone's conv blocks; all but the last halve the resolution,
-            so the feature stride is ``2 ** (len(widths) - 1)`` (4 by default).
         roi_size: RoI pooling output ``roi_size x roi_size`` (the paper: 7 x 7 on VGG's conv5).
-        hidden: width of the two fully connected layers (the paper's fc6, fc7).
-        window_sizes, aspect_ratios, window_stride: default sliding-window proposals.
-        fg_iou_threshold, bg_iou_low: foreground IoU >= 0.5; background in [0.1, 0.5).
-        batch_size_per_image, positive_fraction: the paper's 128 RoIs from 2 images, 25% fg.
-        box_weights, score_threshold, nms_threshold, detections_per_image: as in R-CNN.
-        ops: ``"torchvision"`` or ``"lecture_lib"`` kernels for RoI pooling and NMS
-            (``lecture_lib.models.rcnn.detection_ops``).
+        bg_iou_low: background RoIs have IoU in [0.1, 0.5) (the paper's 128 RoIs from 2 images,
+            25% foreground).
+
+    The backbone's conv blocks all but the last halve the resolution, so the feature stride is
+    ``2 ** (len(widths) - 1)`` (4 by default).
     """
 
-    num_classes: int = 5
-    widths: tuple[int, ...] = (16, 32, 64)
     roi_size: int = 5
-    hidden: int = 128
-    window_sizes: tuple[float, ...] = (16.0, 32.0)
-    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
-    window_stride: int = 8
-    fg_iou_threshold: float = 0.5
     bg_iou_low: float = 0.1
-    batch_size_per_image: int = 64
-    positive_fraction: float = 0.25
-    box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    score_threshold: float = 0.05
-    nms_threshold: float = 0.5
-    detections_per_image: int = 100
-    ops: str = "torchvision"
 
     def __post_init__(self) -> None:
-        _check_detector_config(self, ("num_classes", "roi_size", "hidden", "window_stride",
-                                      "batch_size_per_image", "detections_per_image"))
+        super().__post_init__()
+        _check_positive_int(self.roi_size, "roi_size")
 
     @property
     def stride(self) -> int:

@@ -458,7 +458,7 @@ def small_cnn(in_channels: int, widths: tuple[int, ...], pool_last: bool = True)
 
 
 def _check_detector_config(config, positive_ints: tuple[str, ...]) -> None:
-    """The checks the R-CNN family's configs share (RCNNConfig, FastRCNNConfig)."""
+    """The checks of ``_DetectorConfig``, the settings the R-CNN family shares."""
     detection_ops(config.ops)  # raises for an unknown name
     for name in positive_ints:
         _check_positive_int(getattr(config, name), name)
@@ -474,25 +474,23 @@ def _check_detector_config(config, positive_ints: tuple[str, ...]) -> None:
 
 
 @dataclass
-class RCNNConfig:
-    """An R-CNN for small images.
+class _DetectorConfig:
+    """The settings the R-CNN family shares (``RCNNConfig``, ``FastRCNNConfig``).
 
     Attributes:
         num_classes: classes including background (class 0); 5 for the shapes data.
-        warp_size: side of the warped crops the CNN sees (the paper: 227).
-        widths: channels of the CNN's conv blocks (each halves the crop).
-        hidden: width of the fully connected layer.
+        widths: channels of the CNN's conv blocks.
+        hidden: width of the fully connected layer(s).
         window_sizes, aspect_ratios, window_stride: the default sliding-window proposals, used
             when ``forward`` gets no proposals.
         fg_iou_threshold, bg_iou_low, batch_size_per_image, positive_fraction: training samples
-            (R-CNN fine-tuning: IoU >= 0.5 is the object, the rest background, 25% positives).
+            (IoU >= 0.5 is the object, background from ``bg_iou_low`` up, 25% positives).
         box_weights: ``encode_boxes`` weights of the regression targets.
         score_threshold, nms_threshold, detections_per_image: inference.
         ops: ``"torchvision"`` or ``"lecture_lib"`` kernels (:func:`detection_ops`).
     """
 
     num_classes: int = 5
-    warp_size: int = 32
     widths: tuple[int, ...] = (16, 32, 64)
     hidden: int = 128
     window_sizes: tuple[float, ...] = (16.0, 32.0)
@@ -509,8 +507,25 @@ class RCNNConfig:
     ops: str = "torchvision"
 
     def __post_init__(self) -> None:
-        _check_detector_config(self, ("num_classes", "warp_size", "hidden", "window_stride",
-                                      "batch_size_per_image", "detections_per_image"))
+        _check_detector_config(self, ("num_classes", "hidden", "window_stride", "batch_size_per_image",
+                                      "detections_per_image"))
+
+
+@dataclass
+class RCNNConfig(_DetectorConfig):
+    """An R-CNN for small images: the shared settings (``_DetectorConfig``; R-CNN fine-tuning
+    takes all of IoU < 0.5 as background, ``bg_iou_low = 0``) plus
+
+    Attributes:
+        warp_size: side of the warped crops the CNN sees (the paper: 227); each of the CNN's
+            conv blocks (``widths``) halves the crop.
+    """
+
+    warp_size: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive_int(self.warp_size, "warp_size")
         if self.warp_size % 2 ** len(self.widths):
             raise ValueError(f"warp_size must be divisible by 2 ** len(widths) = {2 ** len(self.widths)}, "
                              f"got {self.warp_size}")
