@@ -27,7 +27,17 @@ help:
 	@echo "make student - student copies of the exercises into _build/student"
 	@echo "make grade EXERCISE=03_segmentation SUBMISSIONS=folder - grade a folder of submissions"
 
+# A new .venv takes about 6.5 GB (torch alone 5.5 GB): say so up front rather than let pip fail
+# half-way with "No space left on device".
+VENV_MIN_GB ?= 7
+
 $(STAMP): requirements.txt constraints.txt pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then \
+		free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+		if [ "$$free" -lt $(VENV_MIN_GB) ]; then \
+			echo "make: a new $(VENV) needs about $(VENV_MIN_GB) GB of free disk, $(CURDIR) has $$free GB"; exit 1; \
+		fi; \
+	fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements.txt -e '.[test,book]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null

@@ -19,6 +19,7 @@ non-finite score counts as diverged too. ``TwoLayerNetObjective`` is the lecture
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import itertools
 import math
@@ -838,6 +839,29 @@ def _finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def _reached(study, n_trials: int, since: datetime.datetime) -> bool:
+    """Whether finished trials plus the trials running now (started at or after ``since``) reach
+    ``n_trials``. Counting the running trials of other workers keeps a parallel study from
+    overshooting; a trial left RUNNING by a crash before ``since`` is not counted, so a resumed
+    study still runs the trials that crash lost."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    in_flight = sum(t.datetime_start is not None and t.datetime_start >= since for t in running)
+    return _finished(study) + in_flight >= n_trials
+
+
+class _StopAtTotal:
+    """Optuna callback: stop this worker once ``_reached`` (Optuna calls it after each trial)."""
+
+    def __init__(self, n_trials: int, since: datetime.datetime):
+        self.n_trials, self.since = n_trials, since
+
+    def __call__(self, study, trial) -> None:
+        if _reached(study, self.n_trials, self.since):
+            study.stop()
+
+
 def optuna_search(objective: Callable, space: Mapping[str, Any], n_trials: int, *,
                   study_name: str = "lecture-search", storage: str | Path | None = None,
                   direction: str = "maximize", seed: int = 0, pruner=None,
@@ -851,28 +875,30 @@ def optuna_search(objective: Callable, space: Mapping[str, Any], n_trials: int, 
     Returns:
         ``(SearchResult, optuna.Study)``
     """
-    import optuna
-
     _check_space(space)
     n_trials = _check_count("n_trials", n_trials)
     direction = _check_direction(direction)
+    study = _optimize(objective, space, n_trials, study_name, storage, direction, seed, pruner, timeout,
+                      since=datetime.datetime.now())  # Optuna stamps trials with local time
+    return study_to_result(study, space), study
+
+
+def _optimize(objective, space, n_trials, study_name, storage, direction, seed, pruner, timeout, since):
+    """Run the trials the study misses to reach ``n_trials`` (see ``_reached``); return the study."""
     study = _make_study(study_name, storage, direction, seed, pruner)
     missing = n_trials - _finished(study)
     if missing > 0:
         study.optimize(_optuna_objective(objective, space), n_trials=missing, timeout=timeout,
-                       catch=(), callbacks=[optuna.study.MaxTrialsCallback(
-                           n_trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                                             optuna.trial.TrialState.FAIL))])
-    return study_to_result(study, space), study
+                       catch=(), callbacks=[_StopAtTotal(n_trials, since)])
+    return study
 
 
-def _worker(objective, space, n_trials, study_name, storage, direction, seed, threads, pruner, barrier):
+def _worker(objective, space, n_trials, study_name, storage, direction, seed, threads, pruner, barrier, since):
     torch.set_num_threads(threads)
     _make_study(study_name, storage, direction, seed, pruner)  # imports optuna, opens the storage
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # the first optimizer imports torch._dynamo (seconds)
     barrier.wait()  # all workers start their trials together, whatever their start-up time
-    optuna_search(objective, space, n_trials, study_name=study_name, storage=storage, direction=direction,
-                  seed=seed, pruner=pruner)
+    _optimize(objective, space, n_trials, study_name, storage, direction, seed, pruner, None, since)
 
 
 def parallel_optuna_search(objective: Callable, space: Mapping[str, Any], n_trials: int, n_workers: int = 2, *,
@@ -885,9 +911,11 @@ def parallel_optuna_search(objective: Callable, space: Mapping[str, Any], n_tria
     ``storage`` (a PostgreSQL URL across machines). ``objective`` must be picklable (a
     module-level function or e.g. ``TwoLayerNetObjective``); workers get seeds ``seed + i`` so
     their first samples differ. ``pruner`` (picklable; default median pruner) as in
-    ``optuna_search``. Each worker stops once the study holds ``n_trials`` finished trials;
-    workers that start a trial at the same moment can take the study up to
-    ``n_trials + n_workers - 1`` (Optuna's ``MaxTrialsCallback`` counts finished trials only).
+    ``optuna_search``. After each trial a worker counts the finished trials plus those the other
+    workers are running and stops when they reach ``n_trials``, so the study ends with
+    ``n_trials`` trials (Optuna's own ``MaxTrialsCallback`` counts finished trials only and lets
+    each of the other workers start one more). Only two workers finishing within the same few
+    milliseconds, between one's count and its next trial, can still add one trial.
 
     Returns:
         ``(SearchResult, optuna.Study)``
@@ -898,10 +926,12 @@ def parallel_optuna_search(objective: Callable, space: Mapping[str, Any], n_tria
     n_trials, n_workers = _check_count("n_trials", n_trials), _check_count("n_workers", n_workers)
     storage = "optuna_journal.log" if storage is None else str(storage)
     _make_study(study_name, storage, _check_direction(direction), seed, pruner)  # create it once, up front
+    since = datetime.datetime.now()  # trials RUNNING before this moment are left over from a crash
     context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
     barrier = context.Barrier(n_workers)
     workers = [context.Process(target=_worker, args=(objective, dict(space), n_trials, study_name, storage,
-                                                     direction, seed + i, threads_per_worker, pruner, barrier))
+                                                     direction, seed + i, threads_per_worker, pruner, barrier,
+                                                     since))
                for i in range(n_workers)]
     for w in workers:
         w.start()

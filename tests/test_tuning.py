@@ -2,8 +2,10 @@
 guard, edge warnings, blocked folds against scikit-learn, hypergradients against finite
 differences, and Optuna studies that resume from their storage."""
 
+import datetime
 import itertools
 import math
+import time
 
 import matplotlib
 
@@ -24,6 +26,7 @@ from lecture_lib.tuning import (  # noqa: E402
     coarse_to_fine, edge_warnings, grid_search, hypergradient, is_diverging, log_grid, log_uniform,
     optuna_search, parallel_optuna_search, random_vs_grid, plot_best_so_far, plot_search_2d, random_search,
     tune_by_hypergradient, unrolled_val_loss)
+from lecture_lib.tuning import _reached, make_storage  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -414,12 +417,29 @@ def test_optuna_bad_storage():
         optuna_search(Counting(), {"lr": LogUniform(1e-6, 1e-2), "reg": [1e-2]}, 1, storage="study.txt")
 
 
+def test_optuna_stop_counts_running_trials_of_other_workers_not_crashed_ones(tmp_path):
+    import optuna
+
+    study = optuna.create_study(storage=make_storage(tmp_path / "r.log"), study_name="r")
+    for value in (0.1, 0.2, 0.3):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+    study.ask()  # left RUNNING by a worker that crashed before this search started
+    time.sleep(0.01)
+    since = datetime.datetime.now()
+    assert not _reached(study, 4, since)  # 3 finished; the crashed trial is not counted
+    study.ask()  # another worker's trial, running now
+    assert _reached(study, 4, since)  # 3 finished + 1 running: Optuna's MaxTrialsCallback would go on
+    assert not _reached(study, 5, since)
+
+
 @pytest.mark.slow
 def test_parallel_workers_share_one_study(tmp_path):
     objective = TwoLayerNetObjective(n_samples=300, epochs=1)
     result, study = parallel_optuna_search(objective, {"lr": LogUniform(1e-5, 1e-2), "reg": LogUniform(1e-5, 1e-1)},
                                            6, n_workers=2, storage=tmp_path / "par.log", study_name="par")
-    assert len([t for t in result.trials if t["status"] in ("ok", "diverged", "pruned")]) >= 6
+    finished = [t for t in result.trials if t["status"] in ("ok", "diverged", "pruned")]
+    assert len(finished) == len(result.trials) == len(study.trials)
+    assert 6 <= len(finished) <= 7  # 7 only when both workers finish within the same milliseconds
     assert len({(t["params"]["lr"], t["params"]["reg"]) for t in result.trials}) == len(result.trials)
 
 
