@@ -180,3 +180,22 @@ def test_every_page_renders_offline_without_errors(book_html, offline_page):
             assert page.locator(".cell_output").count() > 0, f"{path.relative_to(book_html)}: no cell outputs"
     assert external == [], f"pages tried to reach the network: {sorted(set(external))[:5]}"
     assert errors == [], f"JavaScript errors: {errors[:5]}"
+
+
+def test_code_cells_show_whole_lines_on_a_wide_screen(book_html, browser):
+    """On a 1920 px screen nearly every code cell shows its whole lines (course.css widens the
+    page and shrinks the code font; with the theme's defaults 80% of the cells scrolled)."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1000})
+    page = context.new_page()
+    page.route(re.compile(r"^(https?|wss?)://"), lambda route: route.abort())
+    cells = scrolling = 0
+    for path in sorted(book_html.glob("book/[0-9]*/[0-9]*.html")):
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        n, wide = page.evaluate("""() => {
+            const pres = [...document.querySelectorAll('div.cell_input pre')];
+            return [pres.length, pres.filter(p => p.scrollWidth > p.clientWidth + 1).length]; }""")
+        cells, scrolling = cells + n, scrolling + wide
+    context.close()
+    assert cells >= 150, f"only {cells} code cells in {book_html}"
+    assert scrolling <= 0.05 * cells, f"{scrolling} of {cells} code cells scroll sideways at 1920 px"
