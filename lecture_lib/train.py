@@ -27,6 +27,7 @@ Classification (logits ``[N, C]``, targets ``[N]``) and segmentation (per-pixel 
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -309,7 +310,8 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
             saved there after every completed epoch.
         resume: continue from ``checkpoint_path`` when it exists (from scratch otherwise); with
             the same seed this gives the same numbers as one uninterrupted run.
-        progress: one tqdm bar per epoch.
+        progress: a tqdm bar over the epochs that stays (with the last epoch's losses and
+            accuracies) and, inside it, one over each epoch's batches that disappears.
         metric: ``metric(outputs, targets) -> float``, averaged over samples; None to skip.
         max_grad_norm: clip the global gradient norm to this value before each step.
         forward_fn: ``forward_fn(model, batch) -> (loss, inputs, targets, outputs)`` for models
@@ -354,8 +356,13 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
         start_epoch = ckpt["epoch"]
         _set_rng_state(ckpt["rng"])  # same shuffles and dropout masks as an uninterrupted run
 
+    overall = None
     if progress:
         from tqdm.auto import tqdm
+
+        # the outer bar stays, so a notebook (and the static book built from it) keeps a record
+        # of the run; the per-epoch bars are transient
+        overall = tqdm(total=epochs, initial=start_epoch, desc="fit", unit="epoch")
 
     started = time.perf_counter()
     seconds_before = state.history.seconds
@@ -424,6 +431,10 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
         row["seconds"] = time.perf_counter() - epoch_started
         state.history.epochs.append(row)
         state.history.seconds = seconds_before + time.perf_counter() - started
+        if overall is not None:
+            overall.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc")
+                                 if math.isfinite(row[k])}, refresh=False)
+            overall.update(1)
         for cb in callbacks:
             cb.on_epoch_end(state)
         # a partial epoch is not checkpointed: resume restarts after the last complete one
@@ -434,6 +445,8 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
             break
 
     state.history.seconds = seconds_before + time.perf_counter() - started
+    if overall is not None:
+        overall.close()
     for cb in callbacks:
         cb.on_fit_end(state)
     return state.history

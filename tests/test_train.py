@@ -89,6 +89,21 @@ def test_fit_learns_and_val_metrics_equal_references():
     assert history.seconds > 0
 
 
+def test_progress_bar_over_epochs_stays_with_the_last_epoch(capsys):
+    """The per-epoch bars vanish; the bar over the epochs stays as the run's record (in a
+    notebook and in the static book built from it), ending with the final validation accuracy."""
+    train, val, (xv, yv) = loaders()
+    model = mlp()
+    fit(model, train, epochs=3, lr=1e-2, val_loader=val, device="cpu", progress=True)
+    shown = [line.strip() for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.strip()]
+    model.eval()
+    with torch.no_grad():
+        acc = accuracy_score(yv, model(xv).argmax(1))
+    assert shown[-1].startswith("fit: 100%") and "3/3" in shown[-1], shown[-3:]
+    assert f"val_acc={acc:.4g}" in shown[-1] and "train_loss=" in shown[-1]
+    assert any(line.startswith("epoch 3/3") for line in shown)
+
+
 def test_fit_segmentation_per_pixel_logits():
     g = torch.Generator().manual_seed(0)
     images = torch.randn(8, 2, 6, 6, generator=g)
