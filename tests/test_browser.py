@@ -199,3 +199,12 @@ def test_code_cells_show_whole_lines_on_a_wide_screen(book_html, browser):
     context.close()
     assert cells >= 150, f"only {cells} code cells in {book_html}"
     assert scrolling <= 0.05 * cells, f"{scrolling} of {cells} code cells scroll sideways at 1920 px"
+
+
+def test_markdown_tables_in_outputs_render_as_tables(book_html):
+    """display(Markdown(table)) needs myst-nb's gfm output format (nb_render_markdown_format in
+    _config.yml); with CommonMark the table came out as one paragraph of raw pipes."""
+    raw = re.compile(r"<p>\|[^<]*\|\s*-{3,}")
+    pages = [p for p in book_html.glob("book/**/*.html") if raw.search(p.read_text(encoding="utf-8"))]
+    assert pages == [], f"raw markdown tables in {[str(p.relative_to(book_html)) for p in pages]}"
+    assert "<table" in (book_html / "book/01_recap/04_ensembles.html").read_text(encoding="utf-8")
