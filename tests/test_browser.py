@@ -208,3 +208,20 @@ def test_markdown_tables_in_outputs_render_as_tables(book_html):
     pages = [p for p in book_html.glob("book/**/*.html") if raw.search(p.read_text(encoding="utf-8"))]
     assert pages == [], f"raw markdown tables in {[str(p.relative_to(book_html)) for p in pages]}"
     assert "<table" in (book_html / "book/01_recap/04_ensembles.html").read_text(encoding="utf-8")
+
+
+def test_bibliography_labels_read_like_the_citations(book_html):
+    """A citation "[Long et al., 2015]" in the text leads to the entry labelled the same way
+    (the course_author_year style of _ext/course_html.py; the default alpha labels read "[LSD15]")."""
+    bib = (book_html / "book/appendix/bibliography.html").read_text(encoding="utf-8")
+    labels = dict(re.findall(r'<div class="citation" id="([^"]+)"[^>]*>\s*<span class="label">'
+                             r'<span class="fn-bracket">\[</span>([^<]+)<', bib))
+    assert len(labels) >= 20, f"only {len(labels)} bibliography entries"
+    cited = 0
+    for page in book_html.glob("book/[0-9]*/*.html"):
+        for target, text in re.findall(r'href="\.\./appendix/bibliography\.html#([^"]+)"[^>]*>(.*?)</a>',
+                                       page.read_text(encoding="utf-8")):
+            shown = re.sub(r"<[^>]+>", "", text)
+            assert labels.get(target) == shown, f"{page.name}: cites [{shown}], the entry reads [{labels.get(target)}]"
+            cited += 1
+    assert cited >= 20
