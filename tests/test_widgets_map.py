@@ -74,6 +74,34 @@ def test_plot_map_demo_draws_boxes_and_shaded_curve():
         assert ax.get_title().startswith("image") and "x (pixels)" == ax.get_xlabel()
 
 
+def test_plot_map_demo_grid_and_score_labels_do_not_overlap():
+    # two identical detections and one far away: the second label of the pair goes below the
+    # box, a third identical one has no free place and gets no label
+    box = [20.0, 20.0, 50.0, 50.0]
+    preds = [{"boxes": torch.tensor([box, box, box, [70.0, 70.0, 90.0, 90.0]]),
+              "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.zeros(4, dtype=torch.long)}]
+    targets = [{"boxes": torch.tensor([box]), "labels": torch.zeros(1, dtype=torch.long)}]
+    axes = plot_map_demo(compute_map_demo(preds, targets))
+    assert len(axes) == 2  # one image and the PR curve, on a 2 x 3 grid
+    grid = axes[0].figure.axes
+    assert len(grid) == 6 and not any(ax.axison for ax in grid[2:])
+    key = [t.get_text() for t in grid[2].get_legend().get_texts()]  # the first spare axis explains the colours
+    assert key[:2] == ["TP", "FP"] and "object, missed" in key
+    texts = axes[0].texts
+    assert [t.get_text() for t in texts] == ["0.90", "0.80", "0.60"]
+    assert texts[0].get_position()[1] < 20 < 50 < texts[1].get_position()[1]  # above, then below
+    assert all(t.get_bbox_patch() is not None for t in texts)  # on a white background
+    with pytest.raises(ValueError, match="needs 2 axes"):
+        plot_map_demo(compute_map_demo(preds, targets), [axes[0]])
+
+
+def test_plot_matching_step_labels_have_background():
+    ax = plot_matching_step(compute_matching_steps(*demo_matching_scene()), 2)
+    labels = {t.get_text(): t for t in ax.texts}
+    assert {"gt0", "gt1", "gt2", "d2 (0.80)"} <= set(labels)
+    assert all(t.get_bbox_patch() is not None for t in labels.values())
+    assert labels["gt0"].get_position()[1] > 50  # below the box (bottom edge at y = 50)
+
 def test_plot_pr_curve_voc_on_given_axis():
     preds, targets = make_demo_scenes(3, seed=1)
     fig, ax = plt.subplots()

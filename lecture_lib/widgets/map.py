@@ -49,6 +49,9 @@ __all__ = [
 COLORS = {"tp": "tab:green", "fp": "tab:red", "ignored": "tab:gray", "missed": "tab:orange",
           "found": "black", "dropped": "lightgray"}
 
+# a white box behind labels that sit on box edges, so that dashed lines do not cut through them
+LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+
 
 def make_demo_scenes(num_images: int = 4, seed: int = 0, size: float = 100.0,
                      num_classes: int = 1) -> tuple[list, list]:
@@ -171,11 +174,28 @@ def plot_detections(result: MapDemoResult, image: int = 0, ax=None, size: float 
     target, pred = result.targets[image], result.preds[image]
     for box, found in zip(target["boxes"], result.gt_found[image].tolist()):
         _draw_box(ax, box, COLORS["found"] if found else COLORS["missed"], lw=2.5, ls="--")
-    for box, score, status in zip(pred["boxes"], pred["scores"].tolist(), result.det_status[image]):
+    for box, status in zip(pred["boxes"], result.det_status[image]):
         dropped = status == "dropped"
         _draw_box(ax, box, COLORS[status], lw=1.0 if dropped else 2.0, alpha=0.6 if dropped else 1.0)
-        if not dropped:
-            ax.text(float(box[0]), float(box[1]) - 1, f"{score:.2f}", color=COLORS[status], fontsize=7)
+    # score labels, highest score first, above the box's top-left corner (or below its bottom-left
+    # one); a label that would cover an earlier one is left out rather than printed over it
+    label_w, label_h = 0.12 * size, 0.06 * size  # about the size of "0.44" at fontsize 8
+    placed = []
+    for i in torch.argsort(pred["scores"], descending=True, stable=True).tolist():
+        status = result.det_status[image][i]
+        if status == "dropped":
+            continue
+        x1, y1, _, y2 = [float(v) for v in pred["boxes"][i]]
+        x1 = min(max(x1, 0.0), size - label_w)  # inside the image
+        for x, y, va in ((x1, y1 - 0.5, "bottom"), (x1, y2 + 0.5, "top")):
+            top = y - label_h if va == "bottom" else y
+            if not 0 <= top <= size - label_h:
+                continue  # it would be cut off at the image border
+            if all(abs(x - px) >= label_w or abs(top - pt) >= label_h for px, pt in placed):
+                placed.append((x, top))
+                ax.text(x, y, f"{float(pred['scores'][i]):.2f}", color=COLORS[status], fontsize=8, va=va,
+                        bbox=LABEL_BOX, clip_on=True)
+                break
     ax.set_xlim(0, size)
     ax.set_ylim(size, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
@@ -209,16 +229,35 @@ def plot_pr_curve(result: MapDemoResult, ax=None):
     return ax
 
 
+def _map_demo_figure():
+    """A 10 x 6.5 inch figure with a 2 x 3 grid of axes: room for 4 images and the PR curve at a
+    size where the labels stay readable in a book column."""
+    return plt.subplots(2, 3, figsize=(10, 6.5), constrained_layout=True)
+
+
 def plot_map_demo(result: MapDemoResult, axes=None):
-    """The images (up to 4) and the PR curve side by side; returns the axes."""
+    """The images (up to 4) and the PR curve; returns the axes drawn on (images, then the curve).
+
+    Without ``axes``, draws on a 2 x 3 grid (``_map_demo_figure``); axes beyond the images and the
+    curve are switched off.
+    """
     n = min(4, len(result.preds))
     if axes is None:
-        _, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.4))
+        _, axes = _map_demo_figure()
     axes = list(np.ravel(axes))
+    if len(axes) < n + 1:
+        raise ValueError(f"plot_map_demo needs {n + 1} axes ({n} images and the PR curve), got {len(axes)}")
     for i in range(n):
         plot_detections(result, i, axes[i])
     plot_pr_curve(result, axes[n])
-    return axes
+    for ax in axes[n + 1:]:
+        ax.set_axis_off()
+    if len(axes) > n + 1:  # a spare axis: the key to the colours
+        key = [("TP", COLORS["tp"], "-"), ("FP", COLORS["fp"], "-"), ("dropped (score threshold)", COLORS["dropped"], "-"),
+               ("object, found", COLORS["found"], "--"), ("object, missed", COLORS["missed"], "--")]
+        axes[n + 1].legend([Rectangle((0, 0), 1, 1, fill=False, edgecolor=c, lw=2, ls=ls) for _, c, ls in key],
+                           [name for name, _, _ in key], loc="center", fontsize=9, title="boxes")
+    return axes[: n + 1]
 
 
 def _figure_output(draw):
@@ -251,9 +290,8 @@ def map_demo(num_images: int = 4, seed: int = 0):
     summary = widgets.HTML()
 
     def draw(result):
-        fig, axes = plt.subplots(1, min(4, num_images) + 1, figsize=(3.2 * (min(4, num_images) + 1), 3.4))
+        fig, axes = _map_demo_figure()
         plot_map_demo(result, axes)
-        fig.tight_layout()
         return fig
 
     out, redraw = _figure_output(draw)
@@ -327,16 +365,18 @@ def plot_matching_step(matching: MatchingSteps, step: int, ax=None, size: float 
     current: MatchStep = matching.steps[step]
     for j, (box, taken) in enumerate(zip(matching.gt_boxes, current.gt_taken.tolist())):
         _draw_box(ax, box, COLORS["found"] if taken else COLORS["missed"], lw=2.5, ls="--")
-        # labels of neighbouring boxes at alternate corners, so that overlapping boxes stay readable
-        x = float(box[0]) + 1 if j % 2 == 0 else float(box[2]) - 8
-        ax.text(x, float(box[3]) - 2, f"gt{j}", fontsize=8)
+        # labels just below the box, of neighbouring boxes at alternate corners, so that
+        # overlapping boxes stay readable; a white box keeps dashed edges from cutting through them
+        left = j % 2 == 0
+        ax.text(float(box[0] if left else box[2]), float(box[3]) + 1, f"gt{j}", fontsize=8, va="top",
+                ha="left" if left else "right", bbox=LABEL_BOX)
     for s in matching.steps[:step]:
         _draw_box(ax, matching.boxes[s.detection], COLORS[s.status], lw=1.5, alpha=0.5)
     _draw_box(ax, matching.boxes[current.detection], COLORS[current.status], lw=3.5)
     b = matching.boxes[current.detection]
     ious = ", ".join(f"gt{j} {v:.2f}" for j, v in enumerate(current.ious.tolist()))
     ax.text(float(b[0]), float(b[1]) - 1.5, f"d{current.detection} ({current.score:.2f})", fontsize=8,
-            color=COLORS[current.status], weight="bold")
+            color=COLORS[current.status], weight="bold", bbox=LABEL_BOX)
     outcome = {"tp": f"TP, takes gt{current.matched_gt}", "fp": "FP", "ignored": "ignored"}[current.status]
     ax.set_title(f"step {step + 1}/{len(matching.steps)} ({matching.method}, IoU {matching.iou_threshold:.2f}): "
                  f"d{current.detection} -> {outcome}\nIoU: {ious}", fontsize=9)
