@@ -45,3 +45,40 @@ def test_bad_controls_raise():
         static_interact(lambda a: plt.figure(), {"a": [1, 2]}, initial={"a": 3})
     with pytest.raises(ValueError, match="not controls"):
         static_interact(lambda a: plt.figure(), {"a": [1, 2]}, initial={"b": 1})
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    # width and height from the PNG header (IHDR chunk), independent of any image library
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_all_frames_have_the_same_size_and_the_axes_do_not_move():
+    import io
+
+    import numpy as np
+
+    def render(label):
+        fig = plt.figure(figsize=(3, 2))
+        ax = fig.add_axes((0.25, 0.2, 0.6, 0.6))  # fixed axes: only the text around it changes
+        ax.set_ylabel(label)
+        ax.set_title(label * 3)
+        return fig
+
+    frames = compute_frames(render, {"label": ["a", "a much longer label"]}, dpi=100)
+    sizes = {_png_size(png) for png in frames}
+    assert len(sizes) == 1, sizes  # per-frame tight boxes would give two widths
+    width, height = sizes.pop()
+    assert 200 < width <= 300 and 100 < height <= 200  # at most the 3 x 2 inch figure at 100 dpi
+
+    def left_spine_column(png):
+        # the axes' spines are the longest dark vertical lines; the first of them is the left one
+        counts = (plt.imread(io.BytesIO(png))[..., :3].mean(-1) < 0.2).sum(0)
+        return int(np.argmax(counts > 0.9 * counts.max()))
+
+    assert left_spine_column(frames[0]) == left_spine_column(frames[1])
+
+
+def test_default_dpi_is_readable():
+    frames = compute_frames(lambda k: plt.figure(figsize=(4, 3)), {"k": [1, 2]})
+    width, height = _png_size(frames[0])
+    assert width >= 4 * 100  # an empty figure keeps its whole area; at least 100 dpi

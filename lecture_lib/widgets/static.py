@@ -50,30 +50,67 @@ def _check_controls(controls) -> dict[str, list]:
     return checked
 
 
-def _figure_png(figure, dpi: int) -> bytes:
+def _render_full(figure, dpi: int):
+    """Figure -> (RGB image of the whole figure, tight bounding box in inches clipped to it)."""
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     if hasattr(figure, "figure") and not hasattr(figure, "savefig"):
         figure = figure.figure  # an Axes was returned
     if not hasattr(figure, "savefig"):
         raise TypeError(f"render must return a matplotlib Figure or Axes, got {type(figure).__name__}")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi)  # the whole figure: same size for every frame
+    width, height = figure.get_size_inches()
+    tight = figure.get_tightbbox()  # what bbox_inches="tight" would keep, in inches
     plt.close(figure)
-    return buffer.getvalue()
+    pad = 0.1  # savefig's default pad_inches
+    box = (max(tight.x0 - pad, 0.0), max(tight.y0 - pad, 0.0),
+           min(tight.x1 + pad, width), min(tight.y1 + pad, height))
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB"), box, height
 
 
-def compute_frames(render: Callable[..., object], controls: Mapping[str, Sequence], dpi: int = 72,
+def _same_size_pngs(rendered: list, dpi: int) -> list[bytes]:
+    """Crop every frame to the union of their tight boxes, pad to one size, encode as PNG.
+
+    One crop for all frames (not ``bbox_inches="tight"`` per frame) keeps the axes at the same
+    pixels in every frame, so the picture does not jump when a control moves.
+    """
+    from PIL import Image
+
+    x0 = min(box[0] for _, box, _ in rendered)
+    x1 = max(box[2] for _, box, _ in rendered)
+    # rows are counted from the top edge of each figure (the top of its image), in inches
+    top = min(height - box[3] for _, box, height in rendered)
+    bottom = max(height - box[1] for _, box, height in rendered)
+    size = (round((x1 - x0) * dpi), round((bottom - top) * dpi))
+    pngs = []
+    for image, _, _ in rendered:
+        left, upper = round(x0 * dpi), round(top * dpi)
+        crop = image.crop((left, upper, min(left + size[0], image.width), min(upper + size[1], image.height)))
+        frame = Image.new("RGB", size, "white")
+        frame.paste(crop, (0, 0))
+        buffer = io.BytesIO()
+        frame.save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    return pngs
+
+
+def compute_frames(render: Callable[..., object], controls: Mapping[str, Sequence], dpi: int = 110,
                    progress: bool = False) -> list[bytes]:
-    """Render one PNG per combination of control values.
+    """Render one PNG per combination of control values, all of the same pixel size.
 
     Args:
         render: called as ``render(**params)``; returns a matplotlib Figure (or Axes).
         controls: ``{name: [value, ...]}``; at most ``MAX_FRAMES`` combinations in all.
-        dpi: resolution of the PNGs.
+        dpi: resolution of the PNGs (110: 8-point text is about 12 pixels tall).
+        progress: show a tqdm bar over the frames.
 
     Returns:
-        list[bytes]: PNG data in ``itertools.product`` order of the controls (last name fastest).
+        list[bytes]: PNG data in ``itertools.product`` order of the controls (last name fastest);
+        every frame is cropped to the same region (the union of the frames' tight bounding boxes),
+        so all have the same width and height and the axes do not move between frames.
     """
     controls = _check_controls(controls)
     names = list(controls)
@@ -82,7 +119,8 @@ def compute_frames(render: Callable[..., object], controls: Mapping[str, Sequenc
         from tqdm.auto import tqdm
 
         combos = tqdm(combos, desc="precomputing frames")
-    return [_figure_png(render(**dict(zip(names, combo))), dpi) for combo in combos]
+    rendered = [_render_full(render(**dict(zip(names, combo))), dpi) for combo in combos]
+    return _same_size_pngs(rendered, dpi)
 
 
 _TEMPLATE = """
@@ -132,7 +170,7 @@ def _control_html(name: str, values: list, initial: int) -> str:
 
 def static_interact(render: Callable[..., object], controls: Mapping[str, Sequence], *,
                     initial: Mapping[str, object] | None = None, title: str | None = None,
-                    dpi: int = 72, progress: bool = False):
+                    dpi: int = 110, progress: bool = False):
     """An interactive figure from precomputed frames: sliders (numbers) or menus (strings).
 
     Args:
@@ -140,6 +178,8 @@ def static_interact(render: Callable[..., object], controls: Mapping[str, Sequen
         controls: ``{name: [values]}`` (numbers give a slider over the listed values, strings a menu).
         initial: starting value per control (default: the first value of each).
         title: optional heading shown above the controls.
+        dpi: resolution of the frames (all of them have the same pixel size).
+        progress: show a tqdm bar while the frames are rendered.
 
     Returns:
         ``IPython.display.HTML`` (its ``.data`` is the HTML text).

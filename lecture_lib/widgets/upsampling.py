@@ -44,9 +44,10 @@ __all__ = [
 OPERATIONS = ("nearest", "bed_of_nails", "max_unpool", "transpose_conv")
 DEFAULT_INPUT = ((1.0, 2.0), (3.0, 4.0))
 DEFAULT_FILTER = ((1.0, 2.0, 1.0), (2.0, 4.0, 2.0), (1.0, 2.0, 1.0))
-# The map max pooling saw earlier in the network (the lecture's example): its 2x2 maxima
-# 5, 6, 7, 8 sit at different corners, and max unpooling returns new values to those corners.
-DEFAULT_SWITCH_SOURCE = ((1.0, 2.0, 6.0, 3.0), (3.0, 5.0, 2.0, 1.0), (1.0, 2.0, 2.0, 1.0), (7.0, 3.0, 4.0, 8.0))
+# The map max pooling saw earlier in the network (the lecture's example, with the 8 moved up):
+# its 2x2 maxima 5, 6, 7, 8 sit at four different corners of their windows (bottom-right,
+# top-left, bottom-left, top-right), and max unpooling returns new values to those corners.
+DEFAULT_SWITCH_SOURCE = ((1.0, 2.0, 6.0, 3.0), (3.0, 5.0, 2.0, 1.0), (1.0, 2.0, 2.0, 8.0), (7.0, 3.0, 4.0, 1.0))
 
 
 def parse_grid(grid, name: str = "grid") -> Tensor:
