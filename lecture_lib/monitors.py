@@ -416,7 +416,7 @@ def plot_loss(step_loss: Sequence[float] | History, beta: float = 0.9, ax=None, 
     ax = _axis(ax)
     values = step_loss.step_loss if isinstance(step_loss, History) else list(step_loss)
     steps = np.arange(len(values))
-    raw = ax.plot(steps, values, alpha=0.3, lw=0.8)[0]
+    raw = ax.plot(steps, values, alpha=0.3, lw=0.8, label="raw (per step)")[0]
     ax.plot(steps, smooth(values, beta), color=raw.get_color(), lw=2,
             label=label or f"smoothed (beta={beta})")
     if log:
@@ -440,16 +440,34 @@ def plot_accuracy(history: History, ax=None):
 
 
 def plot_activation_stats(monitor: ActivationStats, stat: str = "std", ax=None):
-    """One line per layer: ``stat`` ("mean", "std", "zero", "dead" or "saturated") over steps."""
+    """One line per layer: ``stat`` ("mean", "std", "zero", "dead" or "saturated") over steps.
+
+    Fractions only where they mean something: "saturated" for bounded nonlinearities (tanh,
+    sigmoid, ...), "zero" and "dead" for the others (ReLU-like); their y axis starts at 0.
+    """
     ax = _axis(ax)
     keys = ("mean", "std", "zero", "dead", "saturated")
     if stat not in keys:
         raise ValueError(f"stat must be one of {keys}, got {stat!r}")
+    bounded = {kind.__name__ for kind in _BOUNDS}
+    kinds_shown = set()
     for name, stats in monitor.stats.items():
-        ax.plot(monitor.steps[:len(stats[stat])], stats[stat], label=f"{name} ({monitor.kinds.get(name, '?')})")
-    ax.set(title=f"Activation {stat} per layer", xlabel="optimizer step",
-           ylabel=stat if stat in ("mean", "std") else f"fraction {stat}")
-    ax.legend(title="layer", fontsize="small")
+        kind = monitor.kinds.get(name, "?")
+        if (stat == "saturated" and kind not in bounded) or (stat in ("zero", "dead") and kind in bounded):
+            continue
+        kinds_shown.add(kind)
+        ax.plot(monitor.steps[:len(stats[stat])], stats[stat], label=f"{name} ({kind})")
+    if stat in ("mean", "std"):
+        ax.set(title=f"Activation {stat} per layer", xlabel="optimizer step", ylabel=stat)
+    else:
+        units = {"saturated": "Saturated", "dead": "Dead", "zero": "Zero"}[stat]
+        what = "units" if stat != "zero" else "outputs"
+        kind_text = " / ".join(sorted(kinds_shown)) if kinds_shown else "no matching layer"
+        ax.set(title=f"{units} {kind_text} {what}", xlabel="optimizer step", ylabel=f"fraction {stat}")
+        top = max([np.nanmax(line.get_ydata()) for line in ax.lines if np.isfinite(line.get_ydata()).any()] + [0.0])
+        ax.set_ylim(0, max(0.05, 1.15 * top))
+    if ax.lines:
+        ax.legend(title="layer")
     return ax
 
 
@@ -463,7 +481,7 @@ def plot_activation_histograms(monitor: ActivationStats, record: int = -1, ax=No
     step = monitor.steps[record] if monitor.steps else 0
     ax.set(title=f"Activation distribution per layer (step {step})", xlabel="activation value",
            ylabel="fraction of values")
-    ax.legend(title="layer", fontsize="small")
+    ax.legend(title="layer")
     return ax
 
 
@@ -478,33 +496,50 @@ def plot_gradient_histograms(monitor: GradientStats, name: str, ax=None):
     image = ax.imshow(fractions, origin="lower", aspect="auto", cmap="viridis",
                       extent=(steps[0], steps[-1] + 1, monitor.bins[0], monitor.bins[-1]))
     ax.figure.colorbar(image, ax=ax, label="fraction of entries")
+    # y range: the bins that ever hold at least 0.1 % of the entries (not the fixed -12..2 of the bins)
+    occupied = np.flatnonzero(fractions.max(axis=1) >= 1e-3)
+    if occupied.size:
+        ax.set_ylim(monitor.bins[max(occupied[0] - 1, 0)], monitor.bins[min(occupied[-1] + 2, len(monitor.bins) - 1)])
     ax.set(title=f"Gradient magnitudes of {name} over time", xlabel="optimizer step",
            ylabel="log10 |gradient|")
     return ax
 
 
-def plot_update_ratio(monitor: UpdateRatio, ax=None, band: tuple[float, float] = (10 ** -3.5, 10 ** -2.5)):
-    """Update/weight ratio per layer on a log axis, with the ~1e-3 target band shaded."""
+def plot_update_ratio(monitor: UpdateRatio, ax=None, band: tuple[float, float] = (1e-3, 1e-2),
+                      legend: bool = True):
+    """Update/weight ratio per layer on a log axis, the band of healthy values shaded.
+
+    The default band, 1e-3 to 1e-2, is where the healthy SGD runs of the course sit while they
+    learn (the lecture's rule of thumb says "around 1e-3"). The legend goes to the right of the
+    axes, where it covers neither band nor data; ``legend=False`` leaves it to the caller.
+    """
     ax = _axis(ax)
-    ax.axhspan(*band, color="green", alpha=0.12, label="~1e-3 band")
-    ax.axhline(1e-3, color="green", lw=1, ls="--")
+    ax.axhspan(*band, color="green", alpha=0.15, label=f"healthy: {band[0]:.0e} to {band[1]:.0e}")
     for name, ratios in monitor.ratios.items():
         ax.plot(monitor.steps[:len(ratios)], ratios, label=name)
     ax.set_yscale("log")
     ax.set(title="Update / weight ratio per layer", xlabel="optimizer step", ylabel="||ΔW|| / ||W||")
-    ax.legend(fontsize="small")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return ax
 
 
 def plot_trajectory(coords: np.ndarray, alphas: np.ndarray | None = None, betas: np.ndarray | None = None,
                     grid: np.ndarray | None = None, explained: np.ndarray | None = None, ax=None,
-                    label: str = "trajectory"):
-    """The weight path in the PCA plane (start o, end *), over loss contours when ``grid`` is given."""
+                    label: str = "trajectory", grid_label: str = "training loss"):
+    """The weight path in the PCA plane (start o, end *), over loss contours when ``grid`` is given
+    (with a colorbar labelled ``grid_label``). The two axes keep their own scales: PC 2 usually
+    spans a much smaller distance than PC 1."""
     ax = _axis(ax)
     if grid is not None:
-        levels = np.quantile(grid, np.linspace(0, 1, 15))
-        contour = ax.contour(alphas, betas, grid, levels=np.unique(levels), cmap="viridis", linewidths=0.8)
-        ax.clabel(contour, fontsize=6, fmt="%.2g")
+        levels = np.unique(np.quantile(grid, np.linspace(0, 1, 15)))
+        # enough significant digits to tell neighbouring levels apart (a nearly flat landscape
+        # spans 0.358 to 0.360: "%.2g" would label every contour 0.36)
+        span = max(levels[-1] - levels[0], 1e-12)
+        digits = max(2, int(np.ceil(np.log10(max(np.abs(levels).max(), 1e-12) / span))) + 1)
+        contour = ax.contour(alphas, betas, grid, levels=levels, cmap="viridis", linewidths=0.8)
+        ax.clabel(contour, fontsize=8, fmt=f"%.{digits}g")
+        ax.figure.colorbar(contour, ax=ax, label=grid_label, format=f"%.{digits + 1}g")
     ax.plot(coords[:, 0], coords[:, 1], ".-", color="C3", ms=3, lw=1, label=label)
     ax.plot(*coords[0], "o", color="k", label="start")
     ax.plot(*coords[-1], "*", color="k", ms=12, label="end")
@@ -512,5 +547,5 @@ def plot_trajectory(coords: np.ndarray, alphas: np.ndarray | None = None, betas:
     if explained is not None:
         xlabel, ylabel = f"PC 1 ({100 * explained[0]:.0f}% of variance)", f"PC 2 ({100 * explained[1]:.0f}%)"
     ax.set(title="Learning trajectory projected on its 2 principal directions", xlabel=xlabel, ylabel=ylabel)
-    ax.legend(fontsize="small")
+    ax.legend()
     return ax

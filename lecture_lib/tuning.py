@@ -998,9 +998,26 @@ def plot_search_2d(result: SearchResult, x: str, y: str, stage: int | None = Non
                                             all(isinstance(v, (int, float)) and v > 0 for v in spec) and
                                             max(spec) / min(spec) > 50):
             setter("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.transforms import ScaledTranslation
+
+    def two_and_five(value, _pos):  # minor-tick label only at 2 x 10^k and 5 x 10^k
+        exponent = int(np.floor(np.log10(value) + 1e-9))
+        mantissa = round(value / 10.0 ** exponent)
+        return f"${mantissa}\\times10^{{{exponent}}}$" if mantissa in (2, 5) else ""
+
+    for axis, name in ((ax.xaxis, x), (ax.yaxis, y)):
+        values = [t["params"][name] for t in trials]
+        # Labelled minor ticks (2x10^-4, 3x10^-4, ...) overlap. Over 1.5 decades or more the 10^k
+        # labels suffice; over fewer there may be one 10^k tick or none: label 2 and 5 x 10^k too.
+        if axis.get_scale() == "log" and values:
+            wide = np.log10(max(values) / min(values)) >= 1.5
+            axis.set_minor_formatter(NullFormatter() if wide else FuncFormatter(two_and_five))
     title = "Search" + (f", stage {stage}" if stage is not None else "")
     ax.set(title=title, xlabel=x, ylabel=y)
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # below the axes, where it covers no trial
+        below = ax.transAxes + ScaledTranslation(0, -0.5, ax.figure.dpi_scale_trans)  # under the x label
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncol=2, frameon=False)
     return ax
 
 

@@ -240,20 +240,44 @@ def test_plots_draw_on_given_axes():
     axes = axes.ravel()
     assert plot_loss(history, ax=axes[0]) is axes[0] and len(axes[0].lines) == 2
     assert plot_accuracy(history, ax=axes[1]).get_title() == "Accuracy: train vs validation"
-    ax = plot_activation_stats(acts, "saturated", ax=axes[2])
-    assert len(ax.lines) == 2 and [t.get_text() for t in ax.get_legend().get_texts()] == ["1 (Tanh)", "3 (ReLU)"]
+    ax = plot_activation_stats(acts, "saturated", ax=axes[2])  # only the bounded (tanh) layer saturates
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1 (Tanh)"] and ax.get_ylim()[0] == 0
+    ax = plot_activation_stats(acts, "dead", ax=axes[7])  # only the ReLU layer can die
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["3 (ReLU)"] and ax.get_title() == "Dead ReLU units"
+    assert ax.get_ylim() == (0.0, max(0.05, 1.15 * max(acts.stats["3"]["dead"])))
     assert plot_activation_histograms(acts, ax=axes[3]).get_xlabel() == "activation value"
-    assert plot_gradient_histograms(grads, "0.weight", ax=axes[4]).images
+    ax = plot_gradient_histograms(grads, "0.weight", ax=axes[4])
+    g = model[0].weight.grad.abs()  # the last step's gradient, recorded too (every=1); 48 entries
+    log_g = torch.log10(g[g > 0])
+    low, high = ax.get_ylim()  # y range shrunk to the bins that hold >= 0.1 % of the gradients, not -12..2
+    assert ax.images and -12.0 < low <= log_g.min().item() and log_g.max().item() <= high < 2.0
     ax = plot_update_ratio(ratio, ax=axes[5])
-    assert ax.get_yscale() == "log" and len(ax.lines) == 1 + 3  # the 1e-3 line + one per layer
+    assert ax.get_yscale() == "log" and len(ax.lines) == 3  # one per layer
+    band = ax.patches[0].get_y(), ax.patches[0].get_y() + ax.patches[0].get_height()
+    assert band == pytest.approx((1e-3, 1e-2))  # the healthy band, drawn in data coordinates
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == list(ratio.ratios)
     coords, comps, mean, explained = pca_2d(traj.points)
     alphas = np.linspace(coords[:, 0].min() - 1, coords[:, 0].max() + 1, 5)
     betas = np.linspace(coords[:, 1].min() - 1, coords[:, 1].max() + 1, 4)
     grid = loss_grid(model, F.cross_entropy, x, y, mean, comps, alphas, betas)
     ax = plot_trajectory(coords, alphas, betas, grid, explained, ax=axes[6])
     assert ax.get_xlabel().startswith("PC 1") and ax.collections
+    assert fig.axes[-1].get_ylabel() == "training loss"  # the contours' colorbar
+    assert [t.get_text() for t in plot_loss(history, ax=axes[0]).get_legend().get_texts()][0] == "raw (per step)"
     assert plot_loss([1.0, 0.5], ax=None).get_ylabel() == "loss"
     with pytest.raises(ValueError, match="stat must be one of"):
         plot_activation_stats(acts, "median")
     with pytest.raises(ValueError, match="name must be one of"):
         plot_gradient_histograms(grads, "missing")
+
+
+def test_trajectory_labels_tell_close_contour_levels_apart():
+    # a nearly flat landscape (0.358 to 0.360): "%.2g" would label every contour "0.36"
+    alphas, betas = np.linspace(-1, 1, 9), np.linspace(-1, 1, 7)
+    grid = 0.358 + 0.002 * (alphas[None, :] + 1) / 2 + 0 * betas[:, None]
+    fig, ax = plt.subplots()
+    plot_trajectory(np.array([[-0.5, 0.0], [0.5, 0.1]]), alphas, betas, grid, ax=ax)
+    labels = [t.get_text() for t in ax.texts]
+    assert len(set(labels)) >= 5  # distinct texts (one level may be labelled twice); "%.2g" gives 1
+    assert fig.axes[-1].get_ylabel() == "training loss"
+    plt.close(fig)

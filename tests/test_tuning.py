@@ -458,8 +458,19 @@ def test_digits_split_standardized_with_train_statistics():
 def test_search_plots():
     result = random_search(Counting(), {"lr": LogUniform(1e-6, 1e-2), "reg": LogUniform(1e-4, 1.0)}, 10, rng=0)
     result.trials[0]["status"], result.trials[0]["score"] = "diverged", float("nan")
-    fig, (a, b) = plt.subplots(1, 2)
+    fig, (a, b, c) = plt.subplots(1, 3)
     ax = plot_search_2d(result, "lr", "reg", ax=a)
     assert ax is a and ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_xlabel() == "lr"
-    assert plot_best_so_far(result, ax=b).get_ylabel() == "best score"
+    # the trials span several decades: no labels on minor ticks (they overlapped), legend under the axes
+    from matplotlib.ticker import NullFormatter
+    assert isinstance(ax.xaxis.get_minor_formatter(), NullFormatter)
+    a.figure.canvas.draw()
+    legend_box, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend_box.y1 < axes_box.y0
+    narrow = random_search(Counting(), {"lr": LogUniform(2e-4, 9e-4), "reg": LogUniform(1e-4, 1.0)}, 10, rng=0)
+    ax = plot_search_2d(narrow, "lr", "reg", ax=b)  # less than a decade: only 2 and 5 x 10^k get labels
+    b.figure.canvas.draw()
+    labels = {t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()}
+    assert labels == {"$2\\times10^{-4}$", "$5\\times10^{-4}$"}
+    assert plot_best_so_far(result, ax=c).get_ylabel() == "best score"
     assert isinstance(result, SearchResult)
