@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lecture_lib.train import Callback, TrainState
+from lecture_lib.train import Callback, TrainState, close_transient
 
 __all__ = [
     "LogUniform", "Uniform", "log_uniform", "log_grid", "SearchResult", "Stage", "Diverged",
@@ -297,11 +297,19 @@ def _sample(space: Mapping[str, Any], rng: np.random.Generator) -> dict:
 
 
 def _progress(iterable, total: int, enabled: bool, desc: str):
+    """``iterable``, with a transient tqdm bar when ``enabled`` (closed by ``close_transient``)."""
     if not enabled:
-        return iterable
+        yield from iterable
+        return
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False)
+    bar = tqdm(total=total, desc=desc, leave=False)
+    try:
+        for item in iterable:
+            yield item
+            bar.update(1)
+    finally:
+        close_transient(bar)
 
 
 def random_search(objective: Callable, space: Mapping[str, Any], n_trials: int,

@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lecture_lib.train import Callback, History, accuracy, evaluate, fit
+from lecture_lib.train import Callback, History, accuracy, close_transient, evaluate, fit
 
 
 def blobs(n=96, d=5, classes=3, seed=0):
@@ -102,6 +102,23 @@ def test_progress_bar_over_epochs_stays_with_the_last_epoch(capsys):
     assert shown[-1].startswith("fit: 100%") and "3/3" in shown[-1], shown[-3:]
     assert f"val_acc={acc:.4g}" in shown[-1] and "train_loss=" in shown[-1]
     assert any(line.startswith("epoch 3/3") for line in shown)
+
+
+def test_transient_notebook_bar_takes_no_room_once_closed():
+    """tqdm.notebook hides a closed leave=False bar with visibility: hidden (its 32 px stay, in the
+    saved notebook and the static book); close_transient also sets display: none."""
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    plain = notebook_tqdm(total=2, leave=False)
+    plain.update(2)
+    plain.close()
+    assert plain.container.layout.visibility == "hidden" and plain.container.layout.display is None
+    bar = notebook_tqdm(total=2, leave=False)
+    bar.update(2)
+    close_transient(bar)
+    assert bar.container.layout.display == "none"
+    console = __import__("tqdm").tqdm(total=2, leave=False, disable=True)
+    close_transient(console)  # a console bar has no container: it just closes
 
 
 def test_fit_segmentation_per_pixel_logits():
@@ -321,3 +338,23 @@ def test_amp_on_cuda_trains_and_resumes(tmp_path):
     assert history["val_acc"][-1] == pytest.approx(accuracy_score(yv, logits.argmax(1)), abs=1 / len(yv))
     more = fit(mlp(), train, epochs=4, progress=False, checkpoint_path=tmp_path / "gpu.ckpt", resume=True)
     assert len(more) == 4
+
+
+def test_fit_in_a_saved_notebook_leaves_one_visible_bar_and_no_blank_ones():
+    """What the book saves: executed like jupyter-book does (nbclient, widget state stored), a
+    3-epoch fit leaves the bar over the epochs and one transient bar with display: none, not
+    one hidden-but-32-px-tall bar per epoch."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    code = ("import torch\nfrom torch import nn\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+            "from lecture_lib.train import fit\n"
+            "torch.manual_seed(0)\nx, y = torch.randn(64, 5), torch.randint(0, 3, (64,))\n"
+            "history = fit(nn.Linear(5, 3), DataLoader(TensorDataset(x, y), batch_size=16), epochs=3, device='cpu')")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True).execute()
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for o in nb.cells[0].outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    layouts = [state[state[v]["state"]["layout"].removeprefix("IPY_MODEL_")]["state"] for v in views]
+    assert len(views) == 2, f"expected the epochs bar and one transient bar, got {len(views)} bars"
+    assert layouts[0].get("display") != "none" and layouts[1].get("display") == "none"
