@@ -520,6 +520,13 @@ def _match_groups(det_slot, det_rank, det_boxes, gt_slot, gt_rank, gt_boxes, gt_
     return matched | on_ignored, on_ignored
 
 
+def _threshold_row(thresholds: np.ndarray, value: float) -> int | None:
+    """Index of ``value`` among the IoU thresholds (the first, compared to 1e-12), or None when it
+    is not evaluated (map_50 / map_75 are then NaN)."""
+    hits = np.nonzero(np.isclose(thresholds, value, rtol=0, atol=1e-12))[0]
+    return int(hits[0]) if len(hits) else None
+
+
 @contextmanager
 def _one_thread():
     # The evaluation is a few hundred small tensor operations: on a busy machine OpenMP's thread
@@ -650,8 +657,8 @@ def _evaluate(flat: dict, thresholds: np.ndarray, method: str, max_detections: i
     source = precision if coco else ap
 
     def at(threshold):
-        hits = np.nonzero(np.isclose(thresholds, threshold, rtol=0, atol=1e-12))[0]
-        return mean(source[hits[:1]]) if len(hits) else math.nan
+        row = _threshold_row(thresholds, threshold)
+        return mean(source[row:row + 1]) if row is not None else math.nan
 
     labels = classes.tolist()
     per_class = {

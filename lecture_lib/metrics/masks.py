@@ -27,6 +27,7 @@ from lecture_lib.metrics.detection import (
     _check_image_lists,
     _check_keys,
     _check_options,
+    _threshold_row,
     average_precision,
     precision_recall,
 )
@@ -266,8 +267,8 @@ def mask_mean_average_precision(preds: list, targets: list, iou_thresholds=None,
     table = np.stack([ap[c] for c in sorted(ap)], axis=1)  # [T, classes]
 
     def at(threshold):
-        hits = np.nonzero(np.isclose(thresholds, threshold, rtol=0, atol=1e-12))[0]
-        return float(np.mean(table[hits[0]])) if len(hits) else math.nan
+        row = _threshold_row(thresholds, threshold)
+        return float(np.mean(table[row])) if row is not None else math.nan
 
     return {"map": float(np.mean(table)), "map_50": at(0.5), "map_75": at(0.75),
             "map_per_class": {c: float(np.mean(ap[c])) for c in sorted(ap)}}
