@@ -17,6 +17,7 @@ from lecture_lib.data.shapes import (
     ShapesDataset,
     collate_detection,
     make_scene,
+    preset_dataset,
     shape_mask,
 )
 
@@ -193,3 +194,27 @@ def test_rotate_false_gives_upright_shapes_and_otherwise_the_same_scene():
         # an axis-aligned square fills its tight box exactly
         x1, y1, x2, y2 = scene.boxes[0].tolist()
         assert scene.instance_masks[0].sum() == (x2 - x1) * (y2 - y1)
+
+
+def test_presets_draw_the_stated_scenes():
+    small = preset_dataset("scenes64", 3, split="val")
+    assert small.image_size == (64, 64) and small.n_objects == (1, 3)
+    hard = preset_dataset("scenes128", 40, seed=1, split="test", task="detection")
+    assert hard.image_size == (128, 128) and hard.n_objects == (1, 6)
+    # the same scenes as the ShapesDataset the preset names
+    direct = ShapesDataset(40, 128, (1, 6), seed=1, split="test", task="detection", radius=(0.06, 0.25))
+    counts, widths = [], []
+    for i in range(len(hard)):
+        image, target = hard[i]
+        assert image.shape == (3, 128, 128)
+        assert torch.equal(target["boxes"], direct[i][1]["boxes"])
+        counts.append(len(target["labels"]))
+        widths += (target["boxes"][:, 2] - target["boxes"][:, 0]).tolist()
+    assert min(counts) >= 1 and max(counts) <= 6 and max(counts) >= 4
+    # small objects included: circumradius 6 % of 128 px is about 8 px, so boxes of ~10-16 px
+    assert min(widths) < 16 and max(widths) > 40
+
+
+def test_unknown_preset_raises():
+    with pytest.raises(ValueError, match="scenes128"):
+        preset_dataset("scenes256", 3)

@@ -39,6 +39,8 @@ __all__ = [
     "shape_mask",
     "make_scene",
     "ShapesDataset",
+    "SCENE_PRESETS",
+    "preset_dataset",
     "collate_detection",
 ]
 
@@ -352,6 +354,31 @@ class ShapesDataset(Dataset):
     def __repr__(self) -> str:
         return (f"ShapesDataset(n_images={self.n_images}, image_size={self.image_size}, "
                 f"n_objects={self.n_objects}, seed={self.seed}, split={self.split!r}, task={self.task!r})")
+
+
+# The chapters' scene sets, by name, so that a chapter, its benchmark and its stored model all
+# draw the same scenes. "scenes64": the 64 x 64 scenes of the earlier chapters and of quick
+# mode (1-3 large shapes). "scenes128": the harder set of the segmentation and detection
+# chapters: 128 x 128, 1-6 objects, circumradii from 6 % to 25 % of the side (small objects
+# of about 8 px included), occlusion, all four textures, tint and noise as in every scene.
+SCENE_PRESETS: dict[str, dict] = {
+    "scenes64": {"image_size": 64, "n_objects": (1, 3), "radius": (0.12, 0.25)},
+    "scenes128": {"image_size": 128, "n_objects": (1, 6), "radius": (0.06, 0.25)},
+}
+
+
+def preset_dataset(name: str, n_images: int, *, seed: int = 0, split: str = "train",
+                   task: str = "segmentation", transform=None) -> ShapesDataset:
+    """``ShapesDataset`` of the named scene set of :data:`SCENE_PRESETS`.
+
+    ``preset_dataset("scenes128", 300, split="test", task="detection")`` gives the detection
+    chapter's 300 test scenes; the other arguments are those of :class:`ShapesDataset`.
+    """
+    if name not in SCENE_PRESETS:
+        raise ValueError(f"name must be one of {sorted(SCENE_PRESETS)}, got {name!r}")
+    preset = dict(SCENE_PRESETS[name])
+    return ShapesDataset(n_images, preset.pop("image_size"), preset.pop("n_objects"), seed=seed,
+                         split=split, task=task, transform=transform, **preset)
 
 
 def collate_detection(batch: list) -> tuple[Tensor, list[dict]]:
