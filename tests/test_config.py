@@ -46,6 +46,41 @@ def test_seed_everything_makes_runs_repeat():
     assert other != draw()[2]
 
 
+def test_seed_everything_fixes_threads_and_deterministic_algorithms(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        config.seed_everything(0, threads=1)
+        assert torch.get_num_threads() == 1
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        monkeypatch.setenv("LECTURE_THREADS", "2")
+        config.seed_everything(0)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="positive int, got 0"):
+            config.seed_everything(0, threads=0)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+
+
+def test_seeded_loader_kwargs_repeat_the_shuffle_and_worker_seeds():
+    data = torch.utils.data.TensorDataset(torch.arange(20))
+
+    def order(seed):
+        loader = torch.utils.data.DataLoader(data, batch_size=5, shuffle=True,
+                                             **config.seeded_loader_kwargs(seed))
+        return torch.cat([b[0] for b in loader]).tolist()
+
+    torch.manual_seed(1)  # the global RNG must not matter
+    first = order(3)
+    torch.manual_seed(2)
+    assert order(3) == first and order(4) != first
+    assert sorted(first) == list(range(20))
+    with pytest.raises(ValueError, match="non-negative int"):
+        config.seeded_loader_kwargs(-1)
+
+
 def test_seed_everything_rejects_bad_seeds():
     with pytest.raises(TypeError, match="int, got float"):
         config.seed_everything(1.5)
