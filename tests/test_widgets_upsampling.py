@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lecture_lib.widgets.transpose_conv_quiz import (
     CORRECT_OPTION,
     QUIZ_CELLS,
+    QUIZ_FEEDBACK,
     QUIZ_OPTIONS,
     check_answer,
     plot_quiz,
@@ -99,6 +100,22 @@ def test_steps_sum_to_the_transpose_conv(stride):
 
 # --------------------------------------------------------------------------- quiz
 
+# The slide "Learnable Upsampling: Transpose Convolution" and its "Oops!" / "Correct!" slides,
+# typed here from the slides (independently of lecture_lib.lecture) so that a drift in either fails.
+SLIDE_OPTIONS = {"A": (20, 20, 20), "B": (20, 30, 40), "C": (40, 60, 80), "D": (80, 60, 40)}
+SLIDE_FEEDBACK = {"A": "No, the input is not constant horizontally", "B": "No, but correct for the row above",
+                  "C": "Correct!", "D": "No, wrong horizontal order"}
+
+
+def test_quiz_options_and_feedback_are_the_lectures():
+    assert QUIZ_OPTIONS == SLIDE_OPTIONS and CORRECT_OPTION == "C"
+    assert QUIZ_FEEDBACK == SLIDE_FEEDBACK
+    for key in "ABCD":
+        verdict = check_answer(key)
+        assert verdict.message == SLIDE_FEEDBACK[key] and verdict.values == SLIDE_OPTIONS[key]
+        assert verdict.correct is (key == "C") and verdict.text.startswith(SLIDE_FEEDBACK[key])
+
+
 def test_quiz_numbers_from_the_lecture():
     out = quiz_output()
     torch.testing.assert_close(out, F.conv_transpose2d(_4d([[10, 20], [30, 40]]), _4d([[1, 2, 1], [2, 4, 2], [1, 2, 1]]),
@@ -107,23 +124,20 @@ def test_quiz_numbers_from_the_lecture():
     assert out[0].tolist() == [10, 20, 30, 40, 20]
     xyz = tuple(float(out[cell]) for cell in QUIZ_CELLS)
     assert xyz == (40, 60, 80) == QUIZ_OPTIONS["C"] and CORRECT_OPTION == "C"
-    # option B is row 0's values at the same columns; D is C reversed; A is constant
+    # the lecture's feedback, checked: B is row 0's values at the same columns, D is C reversed
     assert QUIZ_OPTIONS["B"] == tuple(out[0, 1:4].tolist())
     assert QUIZ_OPTIONS["D"] == xyz[::-1]
-    assert len(set(QUIZ_OPTIONS["A"])) == 1
 
 
 @pytest.mark.parametrize("choice,correct,phrase", [
-    ("A", False, "the input is not constant horizontally"),
-    ("b", False, "that is correct for the row above"),
-    ("C", True, "Correct"),
-    (" d ", False, "wrong horizontal order"),
+    ("A", False, "scale the filter by different amounts"),
+    ("b", False, "row 0 is 10 20 30 40 20"),
+    ("C", True, "X, Y, Z = 40, 60, 80"),
+    (" d ", False, "larger numbers are on the right"),
 ])
-def test_feedback(choice, correct, phrase):
+def test_feedback_explains_with_computed_numbers(choice, correct, phrase):
     fb = check_answer(choice)
-    assert fb.correct is correct and phrase in fb.message
-    if choice.strip().upper() == "B":
-        assert "10 20 30 40 20" in fb.message
+    assert fb.correct is correct and phrase in fb.explanation
 
 
 def test_bad_choice():
@@ -214,12 +228,13 @@ def test_quiz_demo_flow(monkeypatch):
     assert demo.step.disabled
     demo.on_check()
     assert "Choose an option" in demo.feedback.value
-    demo.choice.value = "D"
-    demo.check.click()
-    assert "wrong horizontal order" in demo.feedback.value and not demo.step.disabled
+    for key in "ABD":
+        demo.choice.value = key
+        demo.check.click()
+        assert SLIDE_FEEDBACK[key] in demo.feedback.value and not demo.step.disabled and demo.step.value == 0
     demo.choice.value = "C"
     demo.check.click()
-    assert "Correct" in demo.feedback.value and demo.step.value == 1
+    assert "Correct!" in demo.feedback.value and demo.step.value == 1
     demo.step.value = 4  # reveal everything
 
 
@@ -231,7 +246,9 @@ def test_quiz_html_holds_the_library_numbers():
     text = quiz_html().data
     for key in "ABCD":
         assert f"value='{key}'" in text
-    assert "wrong horizontal order" in text and '"1,1": "X"' in text
+        assert f"{key}: X, Y, Z = {', '.join(str(v) for v in SLIDE_OPTIONS[key])}" in text
+        assert SLIDE_FEEDBACK[key] in text
+    assert "60, 60, 60" not in text and '"1,1": "X"' in text
     assert '["40", "80", "100", "120", "60"]' in text  # row 2 of the final output
 
 
@@ -257,12 +274,10 @@ def test_quiz_html_in_a_browser(tmp_path):
         page.goto(page_file.as_uri())
         page.click('[data-role="check"]')
         assert "Choose an option" in page.inner_text('[data-role="feedback"]')
-        page.check("input[value='B']")
-        page.click('[data-role="check"]')
-        assert "correct for the row above" in page.inner_text('[data-role="feedback"]')
-        page.check("input[value='C']")
-        page.click('[data-role="check"]')
-        assert "Correct" in page.inner_text('[data-role="feedback"]')
+        for key in "ABDC":
+            page.check(f"input[value='{key}']")
+            page.click('[data-role="check"]')
+            assert f"{key}: {SLIDE_FEEDBACK[key]}" in page.inner_text('[data-role="feedback"]')
         for _ in range(4):
             page.click('[data-role="next"]')
         cells = page.locator('[data-role="grid"] td').all_inner_texts()

@@ -1,8 +1,10 @@
 """The lecture's transpose-convolution quiz, as a widget.
 
-Input ``[[10, 20], [30, 40]]``, filter ``[[1, 2, 1], [2, 4, 2], [1, 2, 1]]``, stride 2: the
-output is 5x5. Which values are X, Y, Z, the middle three entries of row 1? Choose A-D, check,
-read the feedback, then watch the output fill in stride by stride.
+Everything the quiz shows -- input, filter, stride, which cells are X, Y, Z, the four options,
+the answer and the feedback on each option -- comes from ``lecture_lib.lecture.TRANSPOSE_CONV_QUIZ``
+(the slide "Learnable Upsampling: Transpose Convolution" and its "Oops!" / "Correct!" slides),
+so the widget, its kernel-free HTML version, the chapter page and the exercise cannot drift
+from the lecture. The numbers are recomputed here with the library's transpose convolution.
 
 Row 1 only receives the filter's middle row ``[2, 4, 2]`` scaled by the top input row:
 ``10 * [2, 4, 2]`` in columns 0-2 and ``20 * [2, 4, 2]`` in columns 2-4, overlapping in
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lecture_lib.lecture import TRANSPOSE_CONV_QUIZ
 from lecture_lib.upsampling import conv_transpose2d
 from lecture_lib.widgets.upsampling import TransposeConvStep, compute_transpose_conv_steps, plot_grids
 
@@ -34,6 +37,7 @@ __all__ = [
     "QUIZ_CELLS",
     "QUIZ_OPTIONS",
     "CORRECT_OPTION",
+    "QUIZ_FEEDBACK",
     "QUIZ_QUESTION",
     "Feedback",
     "quiz_output",
@@ -44,40 +48,63 @@ __all__ = [
     "quiz_html",
 ]
 
-QUIZ_INPUT = ((10.0, 20.0), (30.0, 40.0))
-QUIZ_FILTER = ((1.0, 2.0, 1.0), (2.0, 4.0, 2.0), (1.0, 2.0, 1.0))
-QUIZ_STRIDE = 2
-QUIZ_CELLS = ((1, 1), (1, 2), (1, 3))  # (row, col) of X, Y, Z in the 5x5 output
-QUIZ_QUESTION = ("Transpose convolution of the input [[10, 20], [30, 40]] with the filter "
-                 "[[1, 2, 1], [2, 4, 2], [1, 2, 1]] and stride 2 gives a 5x5 output. "
-                 "What are X, Y, Z, the entries in row 1, columns 1-3 (counting from 0)?")
-QUIZ_OPTIONS: dict[str, tuple[float, float, float]] = {
-    "A": (60.0, 60.0, 60.0),
-    "B": (20.0, 30.0, 40.0),
-    "C": (40.0, 60.0, 80.0),
-    "D": (80.0, 60.0, 40.0),
-}
-CORRECT_OPTION = "C"
-_FEEDBACK = {
-    "A": "Not quite: the input is not constant horizontally. 10 and 20 scale the filter by "
-         "different amounts, so X, Y, Z cannot all be equal.",
-    "B": "Not quite: that is correct for the row above. Row 0 is 10 20 30 40 20 (the filter's "
-         "top row [1, 2, 1] scaled by 10 and 20); row 1 gets the middle row [2, 4, 2].",
-    "C": "Correct! Row 1 gets the filter's middle row [2, 4, 2] scaled by 10 (columns 0-2) and "
-         "by 20 (columns 2-4): X = 10*4 = 40, Y = 10*2 + 20*2 = 60, Z = 20*4 = 80.",
-    "D": "Not quite: wrong horizontal order. The larger input value 20 is on the right, so "
-         "the larger numbers are on the right too.",
-}
+_QUIZ = TRANSPOSE_CONV_QUIZ
+QUIZ_INPUT: tuple[tuple[float, ...], ...] = tuple(tuple(float(v) for v in row) for row in _QUIZ["input"])
+QUIZ_FILTER: tuple[tuple[float, ...], ...] = tuple(tuple(float(v) for v in row) for row in _QUIZ["filter"])
+QUIZ_STRIDE: int = _QUIZ["stride"]
+QUIZ_CELLS: tuple[tuple[int, int], ...] = tuple((_QUIZ["xyz_row"], col) for col in _QUIZ["xyz_columns"])
+# the lecture's options, answer and feedback, as on the slides
+QUIZ_OPTIONS: dict[str, tuple[int, int, int]] = dict(_QUIZ["options"])
+CORRECT_OPTION: str = _QUIZ["answer"]
+QUIZ_FEEDBACK: dict[str, str] = dict(_QUIZ["feedback"])
+QUIZ_QUESTION = (f"Transpose convolution of the input {_QUIZ['input']} with the {len(_QUIZ['filter'])} x "
+                 f"{len(_QUIZ['filter'])} filter {_QUIZ['filter']} and stride {QUIZ_STRIDE} gives a "
+                 f"{_QUIZ['output_size']} x {_QUIZ['output_size']} output. What are X, Y, Z, the entries in "
+                 f"row {_QUIZ['xyz_row']}, columns {_QUIZ['xyz_columns'][0]}-{_QUIZ['xyz_columns'][-1]} "
+                 f"(counting from 0)?")
+
+
+def _fmt(values) -> str:
+    return ", ".join(f"{float(v):.0f}" for v in values)
+
+
+def _explanations() -> dict[str, str]:
+    """The course's "why" after the lecture's feedback, with the numbers computed here."""
+    out = quiz_output()
+    row, cols = _QUIZ["xyz_row"], list(_QUIZ["xyz_columns"])
+    middle = _fmt(QUIZ_FILTER[len(QUIZ_FILTER) // 2])
+    top = QUIZ_INPUT[0]
+    return {
+        "A": f"The two input values of the top row, {top[0]:.0f} and {top[1]:.0f}, scale the filter by "
+             f"different amounts, so X, Y, Z cannot all be equal.",
+        "B": f"{_fmt(QUIZ_OPTIONS['B'])} are the same columns of row {row - 1}: row {row - 1} is "
+             f"{' '.join(f'{v:.0f}' for v in out[row - 1].tolist())} (the filter's top row scaled by "
+             f"{top[0]:.0f} and {top[1]:.0f}); row {row} gets the middle row [{middle}].",
+        "C": f"Row {row} gets the filter's middle row [{middle}] scaled by {top[0]:.0f} (columns 0-2) and by "
+             f"{top[1]:.0f} (columns {QUIZ_STRIDE}-{QUIZ_STRIDE + 2}): X, Y, Z = {_fmt(out[row, cols].tolist())}.",
+        "D": f"The larger input value {top[1]:.0f} is on the right, so the larger numbers are on the right too.",
+    }
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """The verdict on one answer."""
+    """The verdict on one answer.
+
+    ``message`` is the lecture's own feedback on that option, word for word ("No, wrong
+    horizontal order", "Correct!"); ``explanation`` is the course's reason, with the numbers.
+    """
 
     choice: str
     correct: bool
     message: str
-    values: tuple[float, float, float]
+    values: tuple[int, int, int]
+    explanation: str = ""
+
+    @property
+    def text(self) -> str:
+        """The message followed by the explanation, as the quiz shows it."""
+        stop = "" if self.message.endswith((".", "!")) else "."
+        return f"{self.message}{stop} {self.explanation}".strip()
 
 
 def quiz_output() -> Tensor:
@@ -92,7 +119,7 @@ def check_answer(choice: str) -> Feedback:
     if not isinstance(choice, str) or choice.strip().upper() not in QUIZ_OPTIONS:
         raise ValueError(f"choice must be one of {tuple(QUIZ_OPTIONS)}, got {choice!r}")
     key = choice.strip().upper()
-    return Feedback(key, key == CORRECT_OPTION, _FEEDBACK[key], QUIZ_OPTIONS[key])
+    return Feedback(key, key == CORRECT_OPTION, QUIZ_FEEDBACK[key], QUIZ_OPTIONS[key], _explanations()[key])
 
 
 def quiz_steps() -> list[TransposeConvStep]:
@@ -164,8 +191,9 @@ def quiz_demo():
             feedback.value = "<i>Choose an option first.</i>"
             return
         verdict = check_answer(choice.value)
-        colour = "#2ca02c" if verdict.correct else "#d62728"
-        feedback.value = f"<b style='color: {colour}'>{verdict.choice}:</b> {verdict.message}"
+        colour = "#1a7f37" if verdict.correct else "#b42318"  # dark enough for WCAG AA on white
+        feedback.value = (f"<b style='color: {colour}'>{verdict.choice}: {html.escape(verdict.message)}</b><br>"
+                          f"{html.escape(verdict.explanation)}")
         # after a first check, the reveal is unlocked: step through (or play) the filling in
         step.disabled = play.disabled = False
         if verdict.correct and step.value == 0:
@@ -184,9 +212,9 @@ def quiz_demo():
 _HTML_TEMPLATE = """
 <div id="{uid}" class="lecture-tconv-quiz" style="font-family: sans-serif; max-width: 640px">
 <p>{question}</p>
-<div data-role="options">{options}</div>
+<div data-role="options" role="radiogroup" aria-label="options A to D">{options}</div>
 <button data-role="check" style="margin: 6px 0">Check</button>
-<div data-role="feedback" style="min-height: 1.5em"></div>
+<div data-role="feedback" aria-live="polite" style="min-height: 1.5em"></div>
 <div data-role="reveal" style="display: none">
   <button data-role="prev">&#9664; step</button> <button data-role="next">step &#9654;</button>
   <span data-role="caption" style="margin-left: 8px"></span>
@@ -224,7 +252,7 @@ _HTML_TEMPLATE = """
     var fb = q('[data-role="feedback"]');
     if (!chosen) {{ fb.innerHTML = "<i>Choose an option first.</i>"; return; }}
     var f = data.feedback[chosen.value];
-    fb.innerHTML = "<b style='color: " + (f.correct ? "#2ca02c" : "#d62728") + "'>" + chosen.value + ":</b> " + f.message;
+    fb.innerHTML = "<b style='color: " + (f.correct ? "#1a7f37" : "#b42318") + "'>" + chosen.value + ": " + f.message + "</b><br>" + f.explanation;
     q('[data-role="reveal"]').style.display = "block";
     draw();
   }});
@@ -245,21 +273,24 @@ def quiz_html():
     from IPython.display import HTML
 
     uid = f"tconv-quiz-{uuid.uuid4().hex[:8]}"
+    explanations = _explanations()
     options = "".join(
         f"<label style='display: block'><input type='radio' name='{uid}' value='{key}'> {key}: X, Y, Z = "
         f"{', '.join(f'{v:.0f}' for v in values)}</label>"
         for key, values in QUIZ_OPTIONS.items()
     )
+    all_steps = quiz_steps()
     steps = [{
         "partial": [[f"{v:.0f}" for v in row] for row in s.partial.tolist()],
         "changed": (s.contribution != 0).tolist(),
-        "caption": f"step {k}/4: {s.value:.0f} x filter added at row {s.region[0]}, column {s.region[1]}",
-    } for k, s in enumerate(quiz_steps(), start=1)]
+        "caption": f"step {k}/{len(all_steps)}: {s.value:.0f} x filter added at row {s.region[0]}, column {s.region[1]}",
+    } for k, s in enumerate(all_steps, start=1)]
     data = {
         "size": list(quiz_output().shape),
         "cells": {f"{r},{c}": name for (r, c), name in zip(QUIZ_CELLS, "XYZ")},
         "steps": steps,
-        "feedback": {k: {"correct": k == CORRECT_OPTION, "message": html.escape(_FEEDBACK[k])} for k in QUIZ_OPTIONS},
+        "feedback": {k: {"correct": k == CORRECT_OPTION, "message": html.escape(QUIZ_FEEDBACK[k]),
+                         "explanation": html.escape(explanations[k])} for k in QUIZ_OPTIONS},
     }
     text = _HTML_TEMPLATE.format(uid=uid, question=html.escape(QUIZ_QUESTION), options=options,
                                  data=json.dumps(data))
