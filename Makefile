@@ -17,13 +17,14 @@ TEST_BOOK := _build/test
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup book test unit notebooks book-strict browser lab bench student grade clean
+.PHONY: help setup book test unit notebooks book-strict browser lab bench student grade clean weights
 
 help:
 	@echo "make book   - set up .venv if needed, execute the notebooks, build the book into _build/html"
 	@echo "make test   - unit tests, every notebook (quick mode, nbval), strict book build, browser tests"
 	@echo "make lab    - JupyterLab on the course"
 	@echo "make bench  - benchmarks against torchvision / pycocotools / PyTorch -> benchmarks/results/"
+	@echo "make weights [NAME=ensembles_shapes] - retrain the stored long runs (seeded, CPU) into lecture_lib/weights/"
 	@echo "make student - student copies of the exercises into _build/student"
 	@echo "make grade EXERCISE=03_segmentation SUBMISSIONS=folder - grade a folder of submissions"
 
@@ -81,6 +82,12 @@ lab: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# make weights [NAME=faster_rcnn_scenes] - run the long trainings once (seeded, on the CPU) and
+# store state dict + JSON + manifest in lecture_lib/weights/ (issue 20); all of them without NAME.
+NAME ?=
+weights: setup
+	nice -n 10 $(BIN)/python scripts/make_weights.py $(NAME)
 
 EXERCISES   := $(wildcard exercises/[0-9]*.ipynb)
 STUDENT_DIR ?= _build/student
