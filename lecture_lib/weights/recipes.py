@@ -1,0 +1,11 @@
+"""The registry of stored results: ``{name: "module.path:function"}``.
+
+Each function lives in the model owner's module and returns a ``lecture_lib.weights.Recipe``
+(build, train, evaluate, metric, check_images). Names are strings so that importing
+``lecture_lib.weights`` does not import every model. Register a recipe with one line here, then
+run ``make weights NAME=<name>`` and commit the line together with ``<name>.pt``, ``<name>.json``
+and ``manifest.json`` (tests/test_weights.py fails for a recipe without stored files).
+"""
+
+RECIPES: dict[str, str] = {
+}
