@@ -324,3 +324,22 @@ def _load_tiny(folder):
     model = _tiny_build()
     load("tiny", model, folder)
     return model
+
+
+def test_history_may_be_a_dataclass(monkeypatch):
+    from lecture_lib.train import History
+
+    def with_history():
+        return Recipe(name="tiny", build=_tiny_build, evaluate=_tiny_evaluate, metric="accuracy",
+                      train=lambda model, seed: History(step_loss=[1.0, 0.5], seconds=1.0))
+    monkeypatch.setattr(sys.modules[__name__], "tiny_recipe", with_history)
+    monkeypatch.setitem(RECIPES, "tiny", f"{__name__}:tiny_recipe")
+    _, meta = weights.train("tiny")
+    assert meta["history"]["step_loss"] == [1.0, 0.5]
+
+    def with_list():
+        return Recipe(name="tiny", build=_tiny_build, evaluate=_tiny_evaluate, metric="accuracy",
+                      train=lambda model, seed: [1.0])
+    monkeypatch.setattr(sys.modules[__name__], "tiny_recipe", with_list)
+    with pytest.raises(TypeError, match="history as a dict, got list"):
+        weights.train("tiny")

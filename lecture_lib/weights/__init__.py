@@ -344,6 +344,9 @@ def train(name: str, model: nn.Module | None = None, seed: int | None = None) ->
     history = recipe.train(model, seed)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     model.eval()
+    history = _jsonable(history)  # a dict, or a dataclass such as lecture_lib.train.History
+    if not isinstance(history, dict):
+        raise TypeError(f"recipe {name!r}: train() must return the history as a dict, got {type(history).__name__}")
     meta = {
         "name": name,
         "recipe": RECIPES[name],
@@ -357,7 +360,7 @@ def train(name: str, model: nn.Module | None = None, seed: int | None = None) ->
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
         "versions": _versions(),
-        "history": _jsonable(dict(history)),
+        "history": history,
     }
     return model, meta
 
