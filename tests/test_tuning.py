@@ -26,7 +26,8 @@ from lecture_lib.tuning import (  # noqa: E402
     coarse_to_fine, edge_warnings, grid_search, hypergradient, is_diverging, log_grid, log_uniform,
     optuna_search, parallel_optuna_search, random_vs_grid, plot_best_so_far, plot_search_2d, random_search,
     tune_by_hypergradient, unrolled_val_loss)
-from lecture_lib.tuning import _reached, make_storage  # noqa: E402
+from lecture_lib.tuning import make_storage  # noqa: E402
+from lecture_lib.tuning.optuna import _reached  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
