@@ -142,6 +142,27 @@ def test_max_unpool_bad_input():
         max_unpool2d(pooled[0], indices[0], 2)
 
 
+# --------------------------------------------------------------------------- the lecture's examples
+
+def test_lecture_upsampling_examples_exactly_as_on_the_slides():
+    """Nearest, bed of nails and max unpooling on the slides' own numbers (typed from the slides)."""
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    assert nearest_upsample(x, 2)[0, 0].tolist() == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    assert bed_of_nails(x, 2)[0, 0].tolist() == [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]
+    earlier = torch.tensor([[[[1.0, 2.0, 6.0, 3.0], [3.0, 5.0, 2.0, 1.0], [1.0, 2.0, 2.0, 1.0], [7.0, 3.0, 4.0, 8.0]]]])
+    pooled, switches = max_pool2d_with_indices(earlier, 2)
+    assert pooled[0, 0].tolist() == [[5, 6], [7, 8]]
+    unpooled = max_unpool2d(x, switches, 2)[0, 0]
+    assert unpooled.tolist() == [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]
+    # the same numbers as lecture_lib.lecture, which the pages import
+    from lecture_lib.lecture import BED_OF_NAILS_EXAMPLE, MAX_UNPOOL_EXAMPLE, NEAREST_EXAMPLE
+
+    assert nearest_upsample(x, 2)[0, 0].tolist() == NEAREST_EXAMPLE["output"]
+    assert bed_of_nails(x, 2)[0, 0].tolist() == BED_OF_NAILS_EXAMPLE["output"]
+    assert earlier[0, 0].tolist() == MAX_UNPOOL_EXAMPLE["pool_input"]
+    assert unpooled.tolist() == MAX_UNPOOL_EXAMPLE["unpool_output"]
+
+
 # --------------------------------------------------------------------------- transpose conv
 
 QUIZ_INPUT = torch.tensor([[[[10.0, 20.0], [30.0, 40.0]]]])

@@ -63,10 +63,10 @@ def test_nearest_and_bed_of_nails_against_torch(scale):
 
 def test_max_unpool_uses_the_remembered_switches():
     r = compute_upsampling([[1, 2], [3, 4]], "max_unpool")
-    # the default earlier map: maxima 5, 6, 7, 8 at (1, 1), (0, 2), (3, 0), (2, 3), four different
-    # corners of their 2x2 windows (bottom-right, top-left, bottom-left, top-right)
+    # the default earlier map is the lecture's: maxima 5, 6, 7, 8 at (1, 1), (0, 2), (3, 0), (3, 3),
+    # so the output is the slide's [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]
     expected = torch.zeros(4, 4, dtype=torch.float64)
-    expected[1, 1], expected[0, 2], expected[3, 0], expected[2, 3] = 1, 2, 3, 4
+    expected[1, 1], expected[0, 2], expected[3, 0], expected[3, 3] = 1, 2, 3, 4
     torch.testing.assert_close(r.output, expected)
     _, idx = F.max_pool2d(_4d(r.switch_source), 2, return_indices=True)
     torch.testing.assert_close(r.switches, idx[0, 0])

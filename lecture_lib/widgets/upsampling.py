@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lecture_lib.lecture import MAX_UNPOOL_EXAMPLE, NEAREST_EXAMPLE, TRANSPOSE_CONV_QUIZ
 from lecture_lib.upsampling import (
     bed_of_nails,
     conv_transpose2d,
@@ -42,12 +43,18 @@ __all__ = [
 ]
 
 OPERATIONS = ("nearest", "bed_of_nails", "max_unpool", "transpose_conv")
-DEFAULT_INPUT = ((1.0, 2.0), (3.0, 4.0))
-DEFAULT_FILTER = ((1.0, 2.0, 1.0), (2.0, 4.0, 2.0), (1.0, 2.0, 1.0))
-# The map max pooling saw earlier in the network (the lecture's example, with the 8 moved up):
-# its 2x2 maxima 5, 6, 7, 8 sit at four different corners of their windows (bottom-right,
-# top-left, bottom-left, top-right), and max unpooling returns new values to those corners.
-DEFAULT_SWITCH_SOURCE = ((1.0, 2.0, 6.0, 3.0), (3.0, 5.0, 2.0, 1.0), (1.0, 2.0, 2.0, 8.0), (7.0, 3.0, 4.0, 1.0))
+
+
+def _grid(rows) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in rows)
+
+
+# The lecture's own examples (lecture_lib.lecture): the 2 x 2 input of "In-Network Upsampling",
+# the quiz's 3 x 3 filter, and the 4 x 4 map that max pooling saw earlier in the network
+# ("Max Unpooling": its 2 x 2 maxima 5, 6, 7, 8 decide where unpooling puts 1, 2, 3, 4).
+DEFAULT_INPUT = _grid(NEAREST_EXAMPLE["input"])
+DEFAULT_FILTER = _grid(TRANSPOSE_CONV_QUIZ["filter"])
+DEFAULT_SWITCH_SOURCE = _grid(MAX_UNPOOL_EXAMPLE["pool_input"])
 
 
 def parse_grid(grid, name: str = "grid") -> Tensor:
@@ -323,7 +330,7 @@ def upsampling_demo(grid=DEFAULT_INPUT, op: str = "nearest"):
                 kwargs["switch_source"] = torch.randint(0, 10, size, generator=torch.Generator().manual_seed(0)).double()
             result = compute_upsampling(c["grid"], c["op"], **kwargs)
         except (ValueError, TypeError) as err:
-            status.value = f"<span style='color: #d62728'>{err}</span>"
+            status.value = f"<span style='color: #b42318'>{err}</span>"
             return
         status.value = "<pre>" + as_text(result.output) + "</pre>"
         with out:
