@@ -25,7 +25,8 @@ from lecture_lib.tuning.plots import plot_best_so_far, plot_search_2d
 from lecture_lib.tuning.results import SearchResult, edge_warnings
 from lecture_lib.tuning.search import Stage, bergstra_objective, coarse_to_fine, grid_search, random_search, random_vs_grid
 from lecture_lib.tuning.spaces import LogUniform, Uniform, log_grid, log_uniform
-from lecture_lib.tuning.validation import blocked_kfold
+from lecture_lib.tuning.validation import (NestedCVResult, blocked_kfold, nested_blocked_cv, nested_vs_leaky,
+                                           sklearn_score_fn)
 
 __all__ = [
     "LogUniform", "Uniform", "log_uniform", "log_grid", "SearchResult", "Stage", "Diverged",
@@ -35,4 +36,5 @@ __all__ = [
     "HypergradientResult", "hypergradient", "unrolled_val_loss", "tune_by_hypergradient",
     "make_storage", "optuna_search", "parallel_optuna_search", "study_to_result",
     "plot_search_2d", "plot_best_so_far",
+    "NestedCVResult", "nested_blocked_cv", "nested_vs_leaky", "sklearn_score_fn",
 ]
