@@ -10,15 +10,29 @@ loss per step              ``smooth``                   ``History.step_loss`` / 
 train vs val accuracy      ``accuracy_gap``             ``History`` / ``plot_accuracy``
 activations per layer      ``activation_stats``         ``ActivationStats`` / ``plot_activation_stats``,
                                                         ``plot_activation_histograms``
-gradients per layer        ``gradient_stats``           ``GradientStats`` / ``plot_gradient_histograms``
-update / weight ratio      ``update_ratio``             ``UpdateRatio`` / ``plot_update_ratio``
+gradients per layer        ``gradient_stats``           ``GradientStats`` / ``plot_gradient_stats``,
+                                                        ``plot_gradient_histograms``
+feature-rank variation     ``feature_profile``          ``*.profiles`` / ``plot_feature_profile``
+spatial variation          ``spatial_profile``          ``ActivationStats.spatial`` / ``plot_spatial_profile``
+update / weight ratio      ``update_ratio``,            ``UpdateRatio`` / ``plot_update_ratio``
+                           ``ratio_verdict``
 learning trajectory        ``pca_2d``, ``loss_grid``    ``WeightTrajectory`` / ``plot_trajectory``
 =========================  ===========================  =====================================
 
-Rules of thumb (CS231n, "Babysitting the learning process"): the update/weight ratio
-``||lr * dW|| / ||W||`` should be around 1e-3 — far above means the learning rate is too high,
-far below too low; tanh units stuck at +-1 (saturated) or ReLU units that never fire (dead)
-do not learn.
+What the lecture lists ("Other Features to capture and plot"): per-layer activations and
+gradients by their *magnitude*, *centre* (mean or median), *breadth* (standard deviation or
+quartiles) and *spatial / feature-rank variations*; ``activation_stats`` and ``gradient_stats``
+return all of them, ``feature_profile`` and ``spatial_profile`` the variations.
+
+The update/weight ratio, one rule for the whole course (lecture, "Track the ratio of weight
+updates / weight magnitudes": "want ~1e-3", and of its example 0.0002 / 0.02 = 0.01: "0.01 is
+probably too high"): ``RATIO_TARGET`` = 1e-3; a ratio at or above ``RATIO_TOO_HIGH`` = 1e-2 (the
+lecture's example, 10x the target) is too high; the same factor below the target,
+``RATIO_TOO_LOW`` = 1e-4, is too low (see ``ratio_verdict``). The lecture adds that the ratio
+"will typically decrease over time": judge it while the network is still learning.
+
+Rules of thumb that are *not* on the slides (CS231n notes; Glorot & Bengio 2010): tanh units
+stuck at +-1 (saturated) or ReLU units that never fire (dead) do not learn.
 """
 
 from __future__ import annotations
@@ -30,15 +44,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lecture_lib.lecture import UPDATE_RATIO_EXAMPLE, UPDATE_RATIO_TARGET
 from lecture_lib.train import Callback, History, TrainState
 
 __all__ = [
-    "smooth", "accuracy_gap", "activation_stats", "gradient_stats", "update_ratio", "pca_2d",
-    "loss_grid", "diagnose_learning_rate",
+    "RATIO_TARGET", "RATIO_TOO_HIGH", "RATIO_TOO_LOW",
+    "smooth", "accuracy_gap", "activation_stats", "gradient_stats", "feature_profile", "spatial_profile",
+    "update_ratio", "ratio_verdict", "pca_2d", "loss_grid", "diagnose_learning_rate",
     "ActivationStats", "GradientStats", "UpdateRatio", "WeightTrajectory",
-    "plot_loss", "plot_accuracy", "plot_activation_stats", "plot_activation_histograms",
-    "plot_gradient_histograms", "plot_update_ratio", "plot_trajectory",
+    "plot_loss", "plot_accuracy", "plot_activation_stats", "plot_activation_histograms", "plot_feature_profile",
+    "plot_spatial_profile", "plot_gradient_stats", "plot_gradient_histograms", "plot_update_ratio",
+    "plot_trajectory",
 ]
+
+# The course's one update/weight rule, from the lecture's two figures (see the module docstring).
+RATIO_TARGET: float = UPDATE_RATIO_TARGET                      # "want ~1e-3"
+RATIO_TOO_HIGH: float = UPDATE_RATIO_EXAMPLE["ratio"]          # "0.01 is probably too high"
+RATIO_TOO_LOW: float = RATIO_TARGET / (RATIO_TOO_HIGH / RATIO_TARGET)  # as far below the target: 1e-4
 
 # output range of bounded nonlinearities: a unit is "saturated" near either end
 _BOUNDS = {nn.Tanh: (-1.0, 1.0), nn.Sigmoid: (0.0, 1.0), nn.Hardtanh: (-1.0, 1.0), nn.Softsign: (-1.0, 1.0)}
@@ -85,8 +107,75 @@ def accuracy_gap(history: History) -> np.ndarray:
     return np.asarray(history["train_acc"], dtype=float) - np.asarray(history["val_acc"], dtype=float)
 
 
+def _distribution(x: Tensor) -> dict[str, float]:
+    """Magnitude, centre and breadth of all values of ``x`` (the lecture's three numbers)."""
+    values = x.detach().double().flatten().cpu().numpy()
+    q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])  # linear interpolation, NumPy's default
+    return {
+        "magnitude": float(np.sqrt(np.mean(values ** 2))),   # root mean square = ||x|| / sqrt(n)
+        "mean": float(values.mean()),
+        "median": float(median),
+        "std": float(values.std()),                         # population, ddof=0
+        "q1": float(q1),
+        "q3": float(q3),
+    }
+
+
+def _rms_over(x: Tensor, keep: Sequence[int]) -> Tensor:
+    """Root mean square of ``x`` over every dimension not in ``keep``."""
+    other = [d for d in range(x.dim()) if d not in keep]
+    squares = x.detach().double() ** 2
+    return squares.mean(dim=other).sqrt() if other else squares.sqrt()
+
+
+def feature_profile(x: Tensor, unit_dim: int = 1) -> np.ndarray:
+    """Magnitude of each unit, largest first: the "feature-rank" variation of a layer.
+
+    Args:
+        x (Tensor[N, C, *] for activations, or a weight gradient Tensor[C_out, C_in, *] with
+            ``unit_dim=0``): values of a batch (or of a parameter).
+        unit_dim: the dimension that indexes units (features / channels).
+
+    Returns:
+        np.ndarray[C]: root mean square of each unit over all other dimensions, sorted from
+        largest to smallest. A flat profile: every unit carries signal; a steep one: a few units
+        dominate; trailing zeros: dead units.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"x must have at least 2 dimensions ([N, C, *]), got shape {list(x.shape)}")
+    if not -x.dim() <= unit_dim < x.dim():
+        raise ValueError(f"unit_dim must index a dimension of x (shape {list(x.shape)}), got {unit_dim}")
+    per_unit = _rms_over(x, [unit_dim % x.dim()]).cpu().numpy()
+    return np.sort(per_unit)[::-1].copy()
+
+
+def spatial_profile(x: Tensor) -> np.ndarray:
+    """Magnitude at each spatial position: the "spatial" variation of a layer.
+
+    Args:
+        x (Tensor[N, C, *S]): activations with at least one spatial dimension (or a conv weight
+            gradient [C_out, C_in, kh, kw]: then the profile is over kernel positions).
+
+    Returns:
+        np.ndarray[*S]: root mean square over dims 0 and 1 at every position (e.g. [H, W]).
+    """
+    if x.dim() < 3:
+        raise ValueError(f"x must have spatial dimensions ([N, C, *S], S non-empty), got shape {list(x.shape)}")
+    return _rms_over(x, list(range(2, x.dim()))).cpu().numpy()
+
+
+def _spread(profile: np.ndarray) -> float:
+    """Coefficient of variation (std / mean) of a profile: 0 when every entry is the same."""
+    mean = float(np.mean(profile)) if profile.size else float("nan")
+    return float(np.std(profile) / mean) if mean > 0 else float("nan")
+
+
+_ACTIVATION_KEYS = ("magnitude", "mean", "median", "std", "q1", "q3", "feature_spread", "spatial_spread",
+                    "zero", "dead", "saturated")
+
+
 def activation_stats(x: Tensor, bounds: tuple[float, float] | None = None, margin: float = 0.01) -> dict[str, float]:
-    """Statistics of one layer's activations.
+    """Statistics of one layer's activations, as the lecture lists them.
 
     Args:
         x (Tensor[N, C, *]): activations of a batch; dim 1 indexes units (features/channels).
@@ -94,16 +183,20 @@ def activation_stats(x: Tensor, bounds: tuple[float, float] | None = None, margi
         margin: "saturated" = within ``margin * (high - low)`` of either bound.
 
     Returns:
-        dict with ``mean``, ``std`` (population, ddof=0), ``zero`` (fraction of exact zeros),
-        ``dead`` (fraction of units that are zero for every sample and position: dead ReLUs),
-        ``saturated`` (fraction near a bound; ``nan`` without ``bounds``).
+        dict with
+        ``magnitude`` (root mean square), centre ``mean`` and ``median``, breadth ``std``
+        (population, ddof=0) and the quartiles ``q1``, ``q3``; the variations
+        ``feature_spread`` (std / mean of the units' magnitudes, see ``feature_profile``) and
+        ``spatial_spread`` (the same over positions, ``nan`` without spatial dimensions);
+        ``zero`` (fraction of exact zeros), ``dead`` (fraction of units that are zero for every
+        sample and position: dead ReLUs), ``saturated`` (fraction near a bound; ``nan``
+        without ``bounds``).
     """
     if x.dim() < 2:
         raise ValueError(f"activations must have shape [N, C, *], got {list(x.shape)}")
     x = x.detach().float()
     if x.numel() == 0:
-        nan = float("nan")
-        return {"mean": nan, "std": nan, "zero": nan, "dead": nan, "saturated": nan}
+        return dict.fromkeys(_ACTIVATION_KEYS, float("nan"))
     units_alive = (x != 0).transpose(0, 1).reshape(x.shape[1], -1).any(dim=1)
     saturated = float("nan")
     if bounds is not None:
@@ -111,8 +204,9 @@ def activation_stats(x: Tensor, bounds: tuple[float, float] | None = None, margi
         width = margin * (high - low)
         saturated = ((x <= low + width) | (x >= high - width)).float().mean().item()
     return {
-        "mean": x.mean().item(),
-        "std": x.std(unbiased=False).item(),
+        **_distribution(x),
+        "feature_spread": _spread(feature_profile(x)),
+        "spatial_spread": _spread(spatial_profile(x)) if x.dim() > 2 else float("nan"),
         "zero": (x == 0).float().mean().item(),
         "dead": 1.0 - units_alive.float().mean().item(),
         "saturated": saturated,
@@ -120,20 +214,30 @@ def activation_stats(x: Tensor, bounds: tuple[float, float] | None = None, margi
 
 
 def gradient_stats(grad: Tensor, bins: np.ndarray = _GRAD_BINS) -> dict:
-    """Statistics of one parameter's gradient.
+    """Statistics of one parameter's gradient, as the lecture lists them.
+
+    Args:
+        grad (Tensor[C_out, *]): a parameter's gradient; dim 0 indexes the layer's output units.
 
     Returns:
-        dict with ``mean``, ``std`` (ddof=0), ``norm`` (L2), ``abs_max`` and ``hist``
+        dict with ``magnitude`` (root mean square), ``mean``, ``median``, ``std`` (ddof=0),
+        ``q1``, ``q3``, ``norm`` (L2), ``abs_max``, ``feature_spread`` (std / mean of the
+        output units' gradient magnitudes; ``nan`` for a 1-D parameter), ``spatial_spread``
+        (the same over kernel positions of a conv weight, else ``nan``) and ``hist``
         (np.ndarray[len(bins) - 1], counts of log10|g| in ``bins``; exact zeros are not counted).
     """
-    g = grad.detach().float().flatten()
-    magnitude = g.abs()
+    g = grad.detach().float()
+    flat = g.flatten()
+    magnitude = flat.abs()
     logs = torch.log10(magnitude[magnitude > 0]).cpu().numpy()
+    empty = flat.numel() == 0
+    nan = float("nan")
     return {
-        "mean": g.mean().item() if g.numel() else float("nan"),
-        "std": g.std(unbiased=False).item() if g.numel() else float("nan"),
-        "norm": torch.linalg.vector_norm(g).item(),
-        "abs_max": magnitude.max().item() if g.numel() else float("nan"),
+        **(dict.fromkeys(("magnitude", "mean", "median", "std", "q1", "q3"), nan) if empty else _distribution(flat)),
+        "norm": torch.linalg.vector_norm(flat).item(),
+        "abs_max": nan if empty else magnitude.max().item(),
+        "feature_spread": _spread(feature_profile(g, unit_dim=0)) if g.dim() >= 2 and not empty else nan,
+        "spatial_spread": _spread(spatial_profile(g)) if g.dim() >= 3 and not empty else nan,
         "hist": np.histogram(np.clip(logs, bins[0], bins[-1]), bins=bins)[0],
     }
 
@@ -141,7 +245,8 @@ def gradient_stats(grad: Tensor, bins: np.ndarray = _GRAD_BINS) -> dict:
 def update_ratio(before: Tensor, after: Tensor) -> float:
     """``||after - before|| / ||before||``: the size of one update relative to the weights.
 
-    For plain SGD this is ``lr * ||dW|| / ||W||`` (CS231n: aim for about 1e-3).
+    For plain SGD this is ``lr * ||dW|| / ||W||``, the lecture's ``update_scale / param_scale``
+    ("want ~1e-3"); judge it with ``ratio_verdict``.
     """
     if before.shape != after.shape:
         raise ValueError(f"before and after must have the same shape, got {list(before.shape)} and {list(after.shape)}")
@@ -149,6 +254,22 @@ def update_ratio(before: Tensor, after: Tensor) -> float:
     scale = torch.linalg.vector_norm(before).item()
     change = torch.linalg.vector_norm(after - before).item()
     return change / scale if scale > 0 else float("inf") if change > 0 else float("nan")
+
+
+def ratio_verdict(ratio: float) -> str:
+    """The course's one update/weight rule: ``"too high"``, ``"too low"`` or ``"good"``.
+
+    ``ratio >= RATIO_TOO_HIGH`` (1e-2, the lecture's "0.01 is probably too high") or not finite:
+    too high; ``ratio < RATIO_TOO_LOW`` (1e-4, as far below the target 1e-3): too low; else good.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating, np.integer)):
+        raise TypeError(f"ratio must be a real number, got {type(ratio).__name__}")
+    ratio = float(ratio)
+    if math.isnan(ratio) or ratio < 0:
+        raise ValueError(f"ratio must be a number >= 0, got {ratio}")
+    if ratio >= RATIO_TOO_HIGH:  # also inf
+        return "too high"
+    return "too low" if ratio < RATIO_TOO_LOW else "good"
 
 
 def pca_2d(points: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -219,13 +340,12 @@ def loss_grid(model: nn.Module, loss_fn, inputs: Tensor, targets: Tensor, origin
     return grid
 
 
-def diagnose_learning_rate(step_loss: Sequence[float], median_update_ratio: float,
-                           low: float = 1e-4, high: float = 1e-2) -> str:
-    """Read a run the way the lecture does: ``"too high"``, ``"too low"`` or ``"good"``.
+def diagnose_learning_rate(step_loss: Sequence[float], median_update_ratio: float) -> str:
+    """Read a run from its loss and its update/weight ratio: ``"too high"``, ``"too low"`` or ``"good"``.
 
-    Too high: the loss is not finite, ends above where it started, or updates are more than
-    ``high`` of the weights. Too low: updates below ``low`` of the weights (the loss creeps
-    down almost linearly). Otherwise good.
+    Too high: the loss is not finite or ends above where it started (the last tenth of the
+    steps against the first tenth). Otherwise the verdict of ``ratio_verdict`` on the run's
+    median update/weight ratio: the course's one rule (>= 1e-2 too high, < 1e-4 too low).
     """
     losses = np.asarray(step_loss, dtype=float)
     if losses.size == 0:
@@ -233,11 +353,9 @@ def diagnose_learning_rate(step_loss: Sequence[float], median_update_ratio: floa
     if not np.all(np.isfinite(losses)):
         return "too high"
     k = max(1, losses.size // 10)
-    if losses[-k:].mean() > losses[:k].mean() or median_update_ratio > high:
+    if losses[-k:].mean() > losses[:k].mean():
         return "too high"
-    if median_update_ratio < low:
-        return "too low"
-    return "good"
+    return ratio_verdict(median_update_ratio)
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -262,7 +380,9 @@ class ActivationStats(Callback):
         bins (array[K + 1]): histogram bin edges for the activation values.
 
     After training: ``steps`` (list[int]); ``stats[name][key]`` (list over records; keys of
-    ``activation_stats``); ``hists[name]`` (list of np.ndarray[K]).
+    ``activation_stats``); ``hists[name]`` (list of np.ndarray[K]); ``profiles[name]`` (list of
+    ``feature_profile`` arrays) and ``spatial[name]`` (list of ``spatial_profile`` arrays, only
+    for layers with spatial dimensions).
     """
 
     def __init__(self, layers: Sequence[str] | None = None, every: int = 10,
@@ -272,6 +392,8 @@ class ActivationStats(Callback):
         self.steps: list[int] = []
         self.stats: dict[str, dict[str, list[float]]] = {}
         self.hists: dict[str, list[np.ndarray]] = {}
+        self.profiles: dict[str, list[np.ndarray]] = {}
+        self.spatial: dict[str, list[np.ndarray]] = {}
         self.kinds: dict[str, str] = {}  # module class per layer name, for legends
         self._handles: list = []
         self._recording = False
@@ -279,8 +401,9 @@ class ActivationStats(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         modules = _select_modules(state.model, self.layers)
         for name, module in modules.items():
-            self.stats.setdefault(name, {k: [] for k in ("mean", "std", "zero", "dead", "saturated")})
+            self.stats.setdefault(name, {k: [] for k in _ACTIVATION_KEYS})
             self.hists.setdefault(name, [])
+            self.profiles.setdefault(name, [])
             self.kinds[name] = type(module).__name__
             self._handles.append(module.register_forward_hook(self._hook(name, _BOUNDS.get(type(module)))))
 
@@ -291,6 +414,9 @@ class ActivationStats(Callback):
                     self.stats[name][key].append(value)
                 values = output.detach().float().flatten().cpu().numpy()
                 self.hists[name].append(np.histogram(np.clip(values, self.bins[0], self.bins[-1]), self.bins)[0])
+                self.profiles[name].append(feature_profile(output))
+                if output.dim() > 2:
+                    self.spatial.setdefault(name, []).append(spatial_profile(output))
         return hook
 
     def on_batch_start(self, state: TrainState) -> None:
@@ -315,8 +441,10 @@ def _tracked_parameters(model: nn.Module, include_bias: bool) -> dict[str, nn.Pa
 class GradientStats(Callback):
     """Per-parameter gradient statistics every ``every`` steps (read in ``on_after_backward``).
 
-    After training: ``steps``; ``stats[name][key]`` for ``mean``, ``std``, ``norm``, ``abs_max``;
-    ``hists[name]`` list of np.ndarray[56] (counts of log10|g| in ``bins``).
+    After training: ``steps``; ``stats[name][key]`` for the keys of ``gradient_stats``
+    (magnitude, mean, median, std, q1, q3, norm, abs_max, feature_spread, spatial_spread);
+    ``hists[name]`` list of np.ndarray[56] (counts of log10|g| in ``bins``); ``profiles[name]``
+    list of ``feature_profile(grad, unit_dim=0)`` arrays (output units by gradient magnitude).
     """
 
     def __init__(self, every: int = 1, include_bias: bool = False):
@@ -325,6 +453,7 @@ class GradientStats(Callback):
         self.steps: list[int] = []
         self.stats: dict[str, dict[str, list[float]]] = {}
         self.hists: dict[str, list[np.ndarray]] = {}
+        self.profiles: dict[str, list[np.ndarray]] = {}
 
     def on_after_backward(self, state: TrainState) -> None:
         if state.step % self.every:
@@ -335,6 +464,8 @@ class GradientStats(Callback):
                 continue
             s = gradient_stats(p.grad, self.bins)
             self.hists.setdefault(name, []).append(s.pop("hist"))
+            if p.grad.dim() >= 2:
+                self.profiles.setdefault(name, []).append(feature_profile(p.grad, unit_dim=0))
             row = self.stats.setdefault(name, {k: [] for k in s})
             for key, value in s.items():
                 row[key].append(value)
@@ -439,26 +570,45 @@ def plot_accuracy(history: History, ax=None):
     return ax
 
 
-def plot_activation_stats(monitor: ActivationStats, stat: str = "std", ax=None):
-    """One line per layer: ``stat`` ("mean", "std", "zero", "dead" or "saturated") over steps.
+def _plot_stat_lines(ax, steps, stats: dict[str, dict[str, list[float]]], stat: str, labels: dict[str, str]):
+    """One line per layer; for ``median`` the quartiles q1..q3 shaded around it (centre and breadth)."""
+    for name, row in stats.items():
+        n = len(row[stat])
+        line = ax.plot(steps[:n], row[stat], label=labels[name])[0]
+        if stat == "median":
+            ax.fill_between(steps[:n], row["q1"], row["q3"], color=line.get_color(), alpha=0.2, lw=0)
 
-    Fractions only where they mean something: "saturated" for bounded nonlinearities (tanh,
-    sigmoid, ...), "zero" and "dead" for the others (ReLU-like); their y axis starts at 0.
+
+_STAT_LABELS = {"magnitude": "root mean square", "mean": "mean", "median": "median (shaded: quartiles q1 to q3)",
+                "std": "standard deviation", "q1": "first quartile", "q3": "third quartile",
+                "feature_spread": "spread across units (std / mean)",
+                "spatial_spread": "spread across positions (std / mean)"}
+
+
+def plot_activation_stats(monitor: ActivationStats, stat: str = "std", ax=None):
+    """One line per layer: ``stat`` (a key of ``activation_stats``) over steps.
+
+    ``"median"`` also shades the quartiles (the lecture's centre and breadth). Fractions only
+    where they mean something: "saturated" for bounded nonlinearities (tanh, sigmoid, ...),
+    "zero" and "dead" for the others (ReLU-like); their y axis starts at 0.
     """
     ax = _axis(ax)
-    keys = ("mean", "std", "zero", "dead", "saturated")
-    if stat not in keys:
-        raise ValueError(f"stat must be one of {keys}, got {stat!r}")
+    if stat not in _ACTIVATION_KEYS:
+        raise ValueError(f"stat must be one of {_ACTIVATION_KEYS}, got {stat!r}")
     bounded = {kind.__name__ for kind in _BOUNDS}
     kinds_shown = set()
+    shown = {}
     for name, stats in monitor.stats.items():
         kind = monitor.kinds.get(name, "?")
         if (stat == "saturated" and kind not in bounded) or (stat in ("zero", "dead") and kind in bounded):
             continue
+        if stat == "spatial_spread" and not np.isfinite(stats[stat]).any():
+            continue  # no spatial dimensions in this layer
         kinds_shown.add(kind)
-        ax.plot(monitor.steps[:len(stats[stat])], stats[stat], label=f"{name} ({kind})")
-    if stat in ("mean", "std"):
-        ax.set(title=f"Activation {stat} per layer", xlabel="optimizer step", ylabel=stat)
+        shown[name] = stats
+    _plot_stat_lines(ax, monitor.steps, shown, stat, {n: f"{n} ({monitor.kinds.get(n, '?')})" for n in shown})
+    if stat in _STAT_LABELS:
+        ax.set(title=f"Activations per layer: {stat}", xlabel="optimizer step", ylabel=_STAT_LABELS[stat])
     else:
         units = {"saturated": "Saturated", "dead": "Dead", "zero": "Zero"}[stat]
         what = "units" if stat != "zero" else "outputs"
@@ -468,6 +618,65 @@ def plot_activation_stats(monitor: ActivationStats, stat: str = "std", ax=None):
         ax.set_ylim(0, max(0.05, 1.15 * top))
     if ax.lines:
         ax.legend(title="layer")
+    return ax
+
+
+def plot_gradient_stats(monitor: GradientStats, stat: str = "magnitude", ax=None):
+    """One line per parameter: ``stat`` (a numeric key of ``gradient_stats``) over steps;
+    ``"median"`` shades the quartiles too. Magnitudes go on a log axis."""
+    ax = _axis(ax)
+    keys = tuple(k for k in next(iter(monitor.stats.values()), {}) if k != "hist") or (
+        "magnitude", "mean", "median", "std", "q1", "q3", "norm", "abs_max", "feature_spread", "spatial_spread")
+    if stat not in keys:
+        raise ValueError(f"stat must be one of {keys}, got {stat!r}")
+    shown = {n: row for n, row in monitor.stats.items() if np.isfinite(row[stat]).any()}
+    _plot_stat_lines(ax, monitor.steps, shown, stat, {n: n for n in shown})
+    if stat in ("magnitude", "norm", "abs_max", "std"):
+        ax.set_yscale("log")
+    ax.set(title=f"Weight gradients per layer: {stat}", xlabel="optimizer step",
+           ylabel={"norm": "L2 norm", "abs_max": "largest |gradient|"}.get(stat, _STAT_LABELS.get(stat, stat)))
+    if ax.lines:
+        ax.legend(title="parameter")
+    return ax
+
+
+def plot_feature_profile(monitor: ActivationStats | GradientStats, record: int = -1, ax=None):
+    """Units ranked by magnitude, one line per layer (the lecture's "feature-rank variations").
+
+    x: rank of the unit (0 = largest), y: its root mean square at one record, on a log axis
+    (dead units, exactly 0, drop off the axis: their count is in the legend).
+    """
+    ax = _axis(ax)
+    what = "activations" if isinstance(monitor, ActivationStats) else "weight gradients"
+    for name, profiles in monitor.profiles.items():
+        if not profiles:
+            continue
+        profile = profiles[record]
+        zeros = int(np.sum(profile == 0))
+        label = name if not isinstance(monitor, ActivationStats) else f"{name} ({monitor.kinds.get(name, '?')})"
+        ax.plot(np.arange(len(profile)), np.where(profile > 0, profile, np.nan), ".-", ms=3,
+                label=label + (f", {zeros} at 0" if zeros else ""))
+    step = monitor.steps[record] if monitor.steps else 0
+    ax.set_yscale("log")
+    ax.set(title=f"Units ranked by magnitude of their {what} (step {step})", xlabel="rank of the unit (0 = largest)",
+           ylabel="root mean square")
+    if ax.lines:
+        ax.legend(title="layer")
+    return ax
+
+
+def plot_spatial_profile(monitor: ActivationStats, name: str, record: int = -1, ax=None):
+    """Magnitude of one layer's activations at each position (the lecture's "spatial variations")."""
+    ax = _axis(ax)
+    if name not in monitor.spatial:
+        raise ValueError(f"name must be a layer with spatial dimensions, one of {list(monitor.spatial)}, got {name!r}")
+    image = np.asarray(monitor.spatial[name][record])
+    if image.ndim != 2:
+        raise ValueError(f"spatial_profile of {name!r} must be 2-D ([H, W]), got shape {list(image.shape)}")
+    shown = ax.imshow(image, cmap="viridis", interpolation="nearest")
+    ax.figure.colorbar(shown, ax=ax, label="root mean square over batch and channels")
+    ax.set(title=f"{name}: activation magnitude per position (step {monitor.steps[record]})", xlabel="x (pixels)",
+           ylabel="y (pixels)")
     return ax
 
 
@@ -505,18 +714,22 @@ def plot_gradient_histograms(monitor: GradientStats, name: str, ax=None):
     return ax
 
 
-def plot_update_ratio(monitor: UpdateRatio, ax=None, band: tuple[float, float] = (1e-3, 1e-2),
-                      legend: bool = True):
-    """Update/weight ratio per layer on a log axis, the band of healthy values shaded.
+def plot_update_ratio(monitor: UpdateRatio, ax=None, legend: bool = True):
+    """Update/weight ratio per layer on a log axis, with the course's one rule drawn in.
 
-    The default band, 1e-3 to 1e-2, is where the healthy SGD runs of the course sit while they
-    learn (the lecture's rule of thumb says "around 1e-3"). The legend goes to the right of the
-    axes, where it covers neither band nor data; ``legend=False`` leaves it to the caller.
+    Shaded: the good range, ``RATIO_TOO_LOW`` (1e-4) to ``RATIO_TOO_HIGH`` (1e-2, the lecture's
+    "0.01 is probably too high"); dashed: the lecture's target ``RATIO_TARGET`` ("want ~1e-3").
+    The legend goes to the right of the axes, where it covers neither band nor data;
+    ``legend=False`` leaves it to the caller.
     """
     ax = _axis(ax)
-    ax.axhspan(*band, color="green", alpha=0.15, label=f"healthy: {band[0]:.0e} to {band[1]:.0e}")
-    for name, ratios in monitor.ratios.items():
-        ax.plot(monitor.steps[:len(ratios)], ratios, label=name)
+    ax.axhspan(RATIO_TOO_LOW, RATIO_TOO_HIGH, color="green", alpha=0.12,
+               label=f"good: {RATIO_TOO_LOW:.0e} to {RATIO_TOO_HIGH:.0e}")
+    ax.axhline(RATIO_TARGET, color="green", ls="--", lw=1, label=f"lecture: want ~{RATIO_TARGET:.0e}")
+    markers = "os^vDP*X"
+    for k, (name, ratios) in enumerate(monitor.ratios.items()):
+        steps = monitor.steps[:len(ratios)]
+        ax.plot(steps, ratios, marker=markers[k % len(markers)], markevery=max(1, len(steps) // 8), ms=4, label=name)
     ax.set_yscale("log")
     ax.set(title="Update / weight ratio per layer", xlabel="optimizer step", ylabel="||ΔW|| / ||W||")
     if legend:

@@ -13,11 +13,13 @@ from sklearn.decomposition import PCA  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
+from lecture_lib import lecture  # noqa: E402
 from lecture_lib.monitors import (  # noqa: E402
-    ActivationStats, GradientStats, UpdateRatio, WeightTrajectory, accuracy_gap, activation_stats,
-    diagnose_learning_rate, gradient_stats, loss_grid, pca_2d, plot_accuracy, plot_activation_histograms,
-    plot_activation_stats, plot_gradient_histograms, plot_loss, plot_trajectory, plot_update_ratio, smooth,
-    update_ratio)
+    RATIO_TARGET, RATIO_TOO_HIGH, RATIO_TOO_LOW, ActivationStats, GradientStats, UpdateRatio, WeightTrajectory,
+    accuracy_gap, activation_stats, diagnose_learning_rate, feature_profile, gradient_stats, loss_grid, pca_2d,
+    plot_accuracy, plot_activation_histograms, plot_activation_stats, plot_feature_profile, plot_gradient_histograms,
+    plot_gradient_stats, plot_loss, plot_spatial_profile, plot_trajectory, plot_update_ratio, ratio_verdict,
+    smooth, spatial_profile, update_ratio)
 from lecture_lib.train import Callback, History, fit  # noqa: E402
 
 
@@ -72,6 +74,46 @@ def test_activation_stats_equal_numpy():
     assert s["saturated"] == pytest.approx((np.abs(t.numpy()) >= 0.98).mean())
 
 
+def test_activation_stats_as_the_lecture_lists_them_equal_numpy_and_torch():
+    # magnitude, centre (mean or median), breadth (sd or quartiles), spatial / feature-rank variations
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, 5, 7, generator=g) * torch.tensor([0.5, 1.0, 2.0, 4.0])[None, :, None, None] + 0.3
+    x[:, :, 0, :] *= 3  # a bright first row: variation over positions
+    a = x.numpy().astype(np.float64)
+    s = activation_stats(x)
+    assert s["magnitude"] == pytest.approx(np.sqrt(np.mean(a ** 2)), rel=1e-6)
+    assert s["median"] == pytest.approx(np.median(a), rel=1e-6)
+    q = torch.quantile(x.flatten().double(), torch.tensor([0.25, 0.75], dtype=torch.float64))
+    assert (s["q1"], s["q3"]) == pytest.approx((np.percentile(a, 25), np.percentile(a, 75)), rel=1e-6)
+    assert (s["q1"], s["q3"]) == pytest.approx(tuple(q.tolist()), rel=1e-6)
+    per_unit = np.sqrt((a ** 2).mean(axis=(0, 2, 3)))
+    assert s["feature_spread"] == pytest.approx(per_unit.std() / per_unit.mean(), rel=1e-6)
+    per_position = np.sqrt((a ** 2).mean(axis=(0, 1)))
+    assert s["spatial_spread"] == pytest.approx(per_position.std() / per_position.mean(), rel=1e-6)
+    assert np.isnan(activation_stats(x[:, :, 0, 0])["spatial_spread"])  # [N, C]: no positions
+
+
+def test_feature_and_spatial_profiles_equal_numpy():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(8, 5, 3, 4, generator=g) * torch.arange(1.0, 6.0)[None, :, None, None]
+    x[:, 1] = 0  # a dead unit ends the ranking with a 0
+    a = x.numpy().astype(np.float64)
+    np.testing.assert_allclose(feature_profile(x), np.sort(np.sqrt((a ** 2).mean(axis=(0, 2, 3))))[::-1], rtol=1e-6)
+    assert feature_profile(x)[-1] == 0 and np.all(np.diff(feature_profile(x)) <= 0)
+    np.testing.assert_allclose(spatial_profile(x), np.sqrt((a ** 2).mean(axis=(0, 1))), rtol=1e-6)
+    w = torch.randn(6, 3, 3, 3, generator=g)  # a conv weight gradient: units are dim 0, positions the kernel
+    np.testing.assert_allclose(feature_profile(w, unit_dim=0),
+                               np.sort(np.linalg.norm(w.numpy().reshape(6, -1), axis=1) / np.sqrt(27))[::-1],
+                               rtol=1e-6)
+    assert spatial_profile(w).shape == (3, 3)
+    with pytest.raises(ValueError, match=r"x must have at least 2 dimensions \(\[N, C, \*\]\), got shape \[5\]"):
+        feature_profile(torch.zeros(5))
+    with pytest.raises(ValueError, match=r"unit_dim must index a dimension of x \(shape \[2, 3\]\), got 2"):
+        feature_profile(torch.zeros(2, 3), unit_dim=2)
+    with pytest.raises(ValueError, match=r"x must have spatial dimensions .*got shape \[2, 3\]"):
+        spatial_profile(torch.zeros(2, 3))
+
+
 def test_activation_stats_bad_and_empty():
     with pytest.raises(ValueError, match=r"activations must have shape \[N, C, \*\], got \[5\]"):
         activation_stats(torch.zeros(5))
@@ -88,6 +130,41 @@ def test_gradient_stats_equal_numpy():
     bins = np.linspace(-12, 2, 57)
     expected = np.histogram(np.log10([1e-3, 2e-2, 5e-1]), bins)[0]
     np.testing.assert_array_equal(s["hist"], expected)
+
+
+def test_gradient_stats_as_the_lecture_lists_them():
+    g = torch.Generator().manual_seed(5)
+    grad = torch.randn(4, 3, 3, 3, generator=g) * torch.tensor([1.0, 2.0, 3.0, 10.0])[:, None, None, None]
+    a = grad.numpy().astype(np.float64)
+    s = gradient_stats(grad)
+    assert s["magnitude"] == pytest.approx(np.linalg.norm(a) / np.sqrt(a.size), rel=1e-6)
+    assert (s["median"], s["q1"], s["q3"]) == pytest.approx(
+        (np.median(a), np.percentile(a, 25), np.percentile(a, 75)), rel=1e-6)
+    rows = np.sqrt((a ** 2).reshape(4, -1).mean(axis=1))
+    assert s["feature_spread"] == pytest.approx(rows.std() / rows.mean(), rel=1e-6)
+    positions = np.sqrt((a ** 2).mean(axis=(0, 1)))
+    assert s["spatial_spread"] == pytest.approx(positions.std() / positions.mean(), rel=1e-6)
+    bias = gradient_stats(torch.tensor([1.0, -1.0]))
+    assert np.isnan(bias["feature_spread"]) and np.isnan(bias["spatial_spread"]) and bias["magnitude"] == 1.0
+    assert np.isnan(gradient_stats(torch.zeros(0))["median"])
+
+
+def test_one_update_ratio_rule_from_the_lecture():
+    # "want ~1e-3"; the example 0.0002 / 0.02 = 0.01: "0.01 is probably too high"
+    example = lecture.UPDATE_RATIO_EXAMPLE
+    assert RATIO_TARGET == lecture.UPDATE_RATIO_TARGET == 1e-3
+    assert RATIO_TOO_HIGH == example["ratio"] == 1e-2
+    assert RATIO_TOO_LOW == pytest.approx(1e-4) and RATIO_TARGET / RATIO_TOO_LOW == pytest.approx(
+        RATIO_TOO_HIGH / RATIO_TARGET)
+    assert ratio_verdict(example["update"] / example["weight"]) == "too high"
+    assert ratio_verdict(RATIO_TARGET) == "good"
+    assert ratio_verdict(RATIO_TOO_LOW) == "good" and ratio_verdict(0.99e-4) == "too low"
+    assert ratio_verdict(0.99e-2) == "good" and ratio_verdict(float("inf")) == "too high"
+    assert ratio_verdict(np.float32(5e-3)) == "good"
+    with pytest.raises(TypeError, match="ratio must be a real number, got str"):
+        ratio_verdict("0.01")
+    with pytest.raises(ValueError, match=r"ratio must be a number >= 0, got nan"):
+        ratio_verdict(float("nan"))
 
 
 def test_update_ratio_by_hand():
@@ -141,6 +218,7 @@ def test_diagnose_learning_rate():
     assert diagnose_learning_rate(falling, 1e-3) == "good"
     assert diagnose_learning_rate(falling, 1e-5) == "too low"
     assert diagnose_learning_rate(falling, 5e-2) == "too high"
+    assert diagnose_learning_rate(falling, 1e-2) == "too high"  # the lecture's example, "probably too high"
     assert diagnose_learning_rate(falling[::-1], 1e-3) == "too high"
     assert diagnose_learning_rate([1.0, float("nan")], 1e-3) == "too high"
     with pytest.raises(ValueError, match="step_loss must hold at least one value, got 0"):
@@ -203,6 +281,42 @@ def test_activation_stats_callback_matches_direct_forward():
         fit(net(), loader, epochs=1, callbacks=[ActivationStats(layers=["nope"])], device="cpu", progress=False)
 
 
+def test_activation_and_gradient_profiles_recorded_for_a_conv_net():
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(16, 1, 6, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    acts, grads = ActivationStats(every=1), GradientStats(every=1)
+    seen = {}
+
+    class Capture(Callback):
+        def on_batch_start(self, s):
+            with torch.no_grad():
+                seen.setdefault("relu", []).append(torch.relu(s.model[0](s.inputs)))
+
+        def on_after_backward(self, s):
+            seen.setdefault("grad", []).append(s.model[0].weight.grad.clone())
+
+    fit(model, DataLoader(TensorDataset(x, y), batch_size=8), epochs=1, lr=0.1, callbacks=[Capture(), acts, grads],
+        device="cpu", progress=False)
+    assert list(acts.spatial) == ["1"]  # the ReLU has positions; nothing else is a nonlinearity
+    for k in range(2):
+        np.testing.assert_allclose(acts.profiles["1"][k], feature_profile(seen["relu"][k]), rtol=1e-6)
+        np.testing.assert_allclose(acts.spatial["1"][k], spatial_profile(seen["relu"][k]), rtol=1e-6)
+        assert acts.stats["1"]["median"][k] == pytest.approx(float(np.median(seen["relu"][k].numpy())), abs=1e-7)
+        np.testing.assert_allclose(grads.profiles["0.weight"][k], feature_profile(seen["grad"][k], unit_dim=0),
+                                   rtol=1e-6)
+    fig, axes = plt.subplots(1, 4)
+    assert plot_spatial_profile(acts, "1", ax=axes[0]).images[0].get_array().shape == (6, 6)
+    with pytest.raises(ValueError, match=r"name must be a layer with spatial dimensions, one of \['1'\], got '3'"):
+        plot_spatial_profile(acts, "3", ax=axes[0])
+    ax = plot_feature_profile(acts, ax=axes[1])
+    assert len(ax.lines) == 1 and ax.get_yscale() == "log"
+    assert len(plot_feature_profile(grads, ax=axes[2]).lines) == 2  # conv and linear weights
+    ax = plot_activation_stats(acts, "median", ax=axes[3])
+    assert len(ax.collections) == 1  # the quartile band around the median
+
+
 def test_gradient_stats_callback_and_trajectory():
     loader, _, _ = data()
     grads, traj = GradientStats(every=2), WeightTrajectory(every=1)
@@ -252,10 +366,11 @@ def test_plots_draw_on_given_axes():
     low, high = ax.get_ylim()  # y range shrunk to the bins that hold >= 0.1 % of the gradients, not -12..2
     assert ax.images and -12.0 < low <= log_g.min().item() and log_g.max().item() <= high < 2.0
     ax = plot_update_ratio(ratio, ax=axes[5])
-    assert ax.get_yscale() == "log" and len(ax.lines) == 3  # one per layer
+    assert ax.get_yscale() == "log" and len(ax.lines) == 4  # the lecture's target, then one per layer
     band = ax.patches[0].get_y(), ax.patches[0].get_y() + ax.patches[0].get_height()
-    assert band == pytest.approx((1e-3, 1e-2))  # the healthy band, drawn in data coordinates
-    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == list(ratio.ratios)
+    assert band == pytest.approx((1e-4, 1e-2))  # the course's one rule, drawn in data coordinates
+    assert ax.lines[0].get_ydata()[0] == pytest.approx(1e-3)  # "want ~1e-3"
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2:] == list(ratio.ratios)
     coords, comps, mean, explained = pca_2d(traj.points)
     alphas = np.linspace(coords[:, 0].min() - 1, coords[:, 0].max() + 1, 5)
     betas = np.linspace(coords[:, 1].min() - 1, coords[:, 1].max() + 1, 4)
@@ -266,9 +381,15 @@ def test_plots_draw_on_given_axes():
     assert [t.get_text() for t in plot_loss(history, ax=axes[0]).get_legend().get_texts()][0] == "raw (per step)"
     assert plot_loss([1.0, 0.5], ax=None).get_ylabel() == "loss"
     with pytest.raises(ValueError, match="stat must be one of"):
-        plot_activation_stats(acts, "median")
+        plot_activation_stats(acts, "mode")
     with pytest.raises(ValueError, match="name must be one of"):
         plot_gradient_histograms(grads, "missing")
+    fig, ax = plt.subplots()
+    plot_gradient_stats(grads, "magnitude", ax=ax)
+    assert ax.get_yscale() == "log" and len(ax.lines) == 3
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), grads.stats["0.weight"]["magnitude"])
+    with pytest.raises(ValueError, match="stat must be one of"):
+        plot_gradient_stats(grads, "hist", ax=ax)
 
 
 def test_trajectory_labels_tell_close_contour_levels_apart():
