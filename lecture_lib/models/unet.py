@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from lecture_lib.upsampling import ConvTranspose2d
 
-__all__ = ["UNetConfig", "UNet", "double_conv"]
+__all__ = ["UNetConfig", "UNet", "double_conv", "scene_config"]
 
 
 @dataclass
@@ -109,3 +109,23 @@ class UNet(nn.Module):
             x = F.pad(x, (0, dw, 0, dh))
             x = block(torch.cat([skip, x], dim=1))
         return self.head(x)
+
+
+def scene_config(image_size: int, num_classes: int) -> UNetConfig:
+    """The segmentation chapter's U-Net for square scenes of ``image_size`` pixels.
+
+    Train it with :func:`lecture_lib.train.train_segmenter`; ``benchmarks/bench_unet.py``
+    measures the choice (and the alternatives of its ablation table).
+
+    Args:
+        image_size: side of the (square) training images, >= 16.
+        num_classes: classes to predict, background included (>= 2).
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int):
+        raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be an int >= 16, got {image_size}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+    depth = 3 if image_size <= 64 else 4
+    return UNetConfig(num_classes=num_classes, base_channels=8, depth=depth, batch_norm=True)
