@@ -18,6 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: help setup book test unit notebooks book-strict browser lab bench student grade clean weights
+.PHONY: postgresql db db-stop dashboard
 
 help:
 	@echo "make book   - set up .venv if needed, execute the notebooks, build the book into _build/html"
@@ -27,6 +28,8 @@ help:
 	@echo "make weights [NAME=ensembles_shapes] - retrain the stored long runs (seeded, CPU) into lecture_lib/weights/"
 	@echo "make student - student copies of the exercises into _build/student"
 	@echo "make grade EXERCISE=03_segmentation SUBMISSIONS=folder - grade a folder of submissions"
+	@echo "make db     - start a local PostgreSQL for the search across machines (prints its URL); make db-stop stops it"
+	@echo "make dashboard [STORAGE=url] - optuna-dashboard on the chapter's study (http://127.0.0.1:8080/dashboard/)"
 
 # A new .venv takes about 6.5 GB (torch alone 5.5 GB): say so up front rather than let pip fail
 # half-way with "No space left on device".
@@ -53,6 +56,17 @@ $(CHROMIUM):
 		echo "chromium is missing: run 'sudo apt-get install -y chromium' (needed by the browser tests)"; exit 1; \
 	fi
 
+# Debian's PostgreSQL server binaries (initdb, pg_ctl) for `make db` and the tests that start a
+# cluster of their own (tests/test_postgres.py), installed as chromium is.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "postgresql is missing: run 'sudo apt-get install -y postgresql' (needed by make db and its tests)"; exit 1; \
+		fi; \
+	fi
+
 setup: $(STAMP)
 
 book: setup
@@ -62,7 +76,7 @@ book: setup
 
 test: unit notebooks book-strict browser
 
-unit: setup
+unit: setup postgresql
 	$(BIN)/python -m pytest tests -m "not browser" -n 2 --dist loadfile -q
 
 notebooks: setup
@@ -104,3 +118,17 @@ grade: setup
 
 clean:
 	rm -rf _build .pytest_cache
+
+# The chapter's search across machines: a local PostgreSQL cluster under .cache/postgres (a free
+# port, a generated password; as an unprivileged user when run as root). It prints the URL that
+# `lecture-tune worker --storage URL --study NAME` takes on every machine.
+db: setup postgresql
+	@$(BIN)/lecture-tune db start
+
+db-stop: setup
+	@$(BIN)/lecture-tune db stop
+
+# optuna-dashboard on the chapter's study (run first if missing), or on STORAGE=url
+STORAGE ?= sqlite:///.cache/optuna/chapter.db
+dashboard: setup
+	$(BIN)/lecture-tune dashboard --storage '$(STORAGE)'
