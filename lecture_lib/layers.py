@@ -23,7 +23,7 @@ from numbers import Real
 import torch
 from torch import Tensor, nn
 
-__all__ = ["dropout", "Dropout", "batch_norm", "BatchNorm2d"]
+__all__ = ["dropout", "Dropout", "batch_norm", "BatchNorm2d", "identity_parameters"]
 
 
 def _check_keep_prob(keep_prob) -> float:
@@ -147,6 +147,28 @@ def batch_norm(x: Tensor, running_mean: Tensor | None = None, running_var: Tenso
     if bias is not None:
         x_hat = x_hat + bias.reshape(shape)
     return x_hat
+
+
+def identity_parameters(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """The gamma and beta with which training-mode batch norm gives back its input.
+
+    The lecture: "Learn gamma and beta ... It can (should?) learn the identity mapping!"
+    With ``gamma = sqrt(var + eps)`` and ``beta = mean`` (the batch's per-channel statistics),
+    ``gamma * (x - mean) / sqrt(var + eps) + beta == x``: normalization is undone exactly.
+
+    Args:
+        x (Tensor[N, C, *]): the batch; the statistics are over every dim but the channels.
+        eps (float): the layer's eps.
+
+    Returns:
+        (weight, bias): Tensor[C] each, i.e. sqrt(biased variance + eps) and the mean.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape [N, C, *] (at least 2 dims), got {list(x.shape)}")
+    dims = [0] + list(range(2, x.dim()))
+    return torch.sqrt(x.var(dim=dims, unbiased=False) + eps), x.mean(dim=dims)
 
 
 class BatchNorm2d(nn.Module):

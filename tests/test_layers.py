@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lecture_lib.layers import BatchNorm2d, Dropout, batch_norm, dropout
+from lecture_lib.layers import BatchNorm2d, Dropout, batch_norm, dropout, identity_parameters
 
 # --- dropout --------------------------------------------------------------------------------
 
@@ -263,3 +265,26 @@ def test_batchnorm2d_errors():
         BatchNorm2d(3, momentum=1.5)
     with pytest.raises(TypeError, match="torch.Tensor"):
         bn("image")
+
+
+def test_identity_parameters_undo_the_normalization_like_nn_batchnorm2d():
+    # the lecture: gamma and beta "can (should?) learn the identity mapping"
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 3, 4, 5, generator=g, dtype=torch.float64) * torch.tensor([0.5, 2.0, 9.0],
+                                                                               dtype=torch.float64)[None, :, None, None]
+    x = x + torch.tensor([-3.0, 0.0, 40.0], dtype=torch.float64)[None, :, None, None]
+    gamma, beta = identity_parameters(x, eps=1e-5)
+    reference = nn.BatchNorm2d(3, eps=1e-5).double()
+    ours = BatchNorm2d(3, eps=1e-5).double()
+    with torch.no_grad():
+        for layer in (reference, ours):
+            layer.weight.copy_(gamma)
+            layer.bias.copy_(beta)
+    torch.testing.assert_close(reference(x), x)  # training mode: the batch's statistics
+    torch.testing.assert_close(ours(x), x)
+    torch.testing.assert_close(beta, torch.from_numpy(x.numpy().mean(axis=(0, 2, 3))))
+    torch.testing.assert_close(gamma, torch.from_numpy(np.sqrt(x.numpy().var(axis=(0, 2, 3)) + 1e-5)))
+    with pytest.raises(ValueError, match=r"x must have shape \[N, C, \*\] \(at least 2 dims\), got \[4\]"):
+        identity_parameters(torch.zeros(4))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        identity_parameters([1.0, 2.0])
