@@ -98,3 +98,42 @@ def test_bad_boxes_raise():
         compute_iou((1, 2, 3), (0, 0, 1, 1))
     with pytest.raises(ValueError, match="x1 <= x2"):
         compute_iou((5, 0, 1, 1), (0, 0, 1, 1))
+
+
+@pytest.mark.browser
+def test_drag_html_moves_and_resizes_with_the_keyboard(tmp_path):
+    """Tab to box B, arrow keys move it by 5 px, shift + arrows resize it; the readout is box_iou's."""
+    from pathlib import Path
+
+    import torch
+
+    from lecture_lib.boxes import box_iou
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("needs /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    page_file = tmp_path / "iou.html"
+    page_file.write_text("<html><body>" + iou_drag_html(box_a=(40, 40, 160, 140), box_b=(100, 80, 230, 190)).data
+                         + "</body></html>")
+
+    def read(page):
+        parse = lambda role: [float(v) for v in page.inner_text(f'[data-role="{role}"]').strip("()").split(",")]
+        return parse("box-a"), parse("box-b"), float(page.inner_text('[data-role="iou"]'))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(page_file.as_uri())
+        page.focus('rect[data-role="box"][data-name="b"]')
+        for key in ["ArrowLeft"] * 4 + ["ArrowUp"] * 2 + ["Shift+ArrowLeft"] * 3:
+            page.keyboard.press(key)
+        box_a, box_b, shown = read(page)
+        browser.close()
+    assert box_a == [40, 40, 160, 140]
+    assert box_b == [80, 70, 195, 180]  # moved by (-20, -10), then 15 px narrower
+    assert shown == pytest.approx(box_iou(torch.tensor([box_a]), torch.tensor([box_b])).item(), abs=5e-4)
+    assert errors == []

@@ -118,12 +118,15 @@ def plot_iou(box_a, box_b, iou_threshold: float | None = 0.5, ax=None, image_siz
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     height, width = image_size
-    for box, colour, label in ((box_a, "tab:blue", "A (ground truth)"), (box_b, "tab:orange", "B (prediction)")):
+    # solid / dashed / hatched as well as blue / orange / green: colour is not the only cue
+    for box, colour, style, label in ((box_a, "tab:blue", "-", "A (ground truth, solid)"),
+                                      (box_b, "tab:orange", "--", "B (prediction, dashed)")):
         x1, y1, x2, y2 = _check_box(box, "box")
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=2.5, ec=colour, label=label))
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=2.5, ec=colour, ls=style, label=label))
     if parts.intersection_box is not None:
         x1, y1, x2, y2 = parts.intersection_box
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, color="tab:green", alpha=0.45, label="A ∩ B"))
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fc="tab:green", ec="darkgreen", alpha=0.45, hatch="//",
+                               label="A ∩ B (hatched)"))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
@@ -197,21 +200,26 @@ def iou_demo(box_a=(20, 20, 60, 70), box_b=(35, 30, 80, 80), iou_threshold: floa
 
 _DRAG_TEMPLATE = """
 <div class="lecture-iou-drag" id="{uid}" style="font-family: sans-serif">
-<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}"
+<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="group"
+     aria-label="two boxes A and B; focus a box and use the arrow keys to move it, shift + arrow keys to resize it"
      style="border: 1px solid #999; background: #fafafa; touch-action: none; user-select: none">
   <rect data-role="intersection" fill="#2ca02c" fill-opacity="0.45"></rect>
-  <rect data-role="box" data-name="a" fill="#1f77b4" fill-opacity="0.08" stroke="#1f77b4" stroke-width="3" style="cursor: move"></rect>
-  <rect data-role="box" data-name="b" fill="#ff7f0e" fill-opacity="0.08" stroke="#ff7f0e" stroke-width="3" style="cursor: move"></rect>
+  <rect data-role="box" data-name="a" fill="#1f77b4" fill-opacity="0.08" stroke="#1f77b4" stroke-width="3" style="cursor: move"
+        tabindex="0" role="button" aria-label="box A (ground truth): arrow keys move, shift + arrow keys resize"></rect>
+  <rect data-role="box" data-name="b" fill="#ff7f0e" fill-opacity="0.08" stroke="#ff7f0e" stroke-width="3" stroke-dasharray="8 4"
+        style="cursor: move" tabindex="0" role="button"
+        aria-label="box B (prediction): arrow keys move, shift + arrow keys resize"></rect>
   <rect data-role="handle" data-name="a" width="12" height="12" fill="#1f77b4" style="cursor: nwse-resize"></rect>
   <rect data-role="handle" data-name="b" width="12" height="12" fill="#ff7f0e" style="cursor: nwse-resize"></rect>
 </svg>
-<div data-role="readout" style="margin-top: 4px">
+<div data-role="readout" aria-live="polite" style="margin-top: 4px">
   <b>IoU = <span data-role="iou"></span></b>
   = <span data-role="inter"></span> / <span data-role="union"></span>
   <span data-role="verdict"></span><br>
-  <span style="color: #1f77b4">A</span> = <code data-role="box-a"></code>,
-  <span style="color: #ff7f0e">B</span> = <code data-role="box-b"></code>
-  <small>(drag a box to move it, its corner square to resize it)</small>
+  <span style="color: #1f77b4">A (solid)</span> = <code data-role="box-a"></code>,
+  <span style="color: #a34f00">B (dashed)</span> = <code data-role="box-b"></code>
+  <small>(drag a box to move it, its corner square to resize it; or focus a box with Tab and use
+  the arrow keys, with shift to resize)</small>
 </div>
 </div>
 <script>
@@ -252,7 +260,7 @@ _DRAG_TEMPLATE = """
     var ok = r.iou >= threshold;
     var v = q('[data-role="verdict"]');
     v.textContent = ok ? "\\u2265 " + threshold + ": a match" : "< " + threshold + ": no match";
-    v.style.color = ok ? "#2ca02c" : "#d62728";
+    v.style.color = ok ? "#1a7f37" : "#b42318";  // dark enough for WCAG AA; the words carry the verdict
   }}
   function point(evt) {{
     var p = svg.createSVGPoint(); p.x = evt.clientX; p.y = evt.clientY;
@@ -279,6 +287,25 @@ _DRAG_TEMPLATE = """
       b[2] = Math.min(Math.max(b[2] + dx, b[0] + 4), W); b[3] = Math.min(Math.max(b[3] + dy, b[1] + 4), H);
     }}
     boxes[drag.name] = b; draw();
+  }});
+  // keyboard: arrows move the focused box by 5 pixels, shift + arrows resize it
+  function moveBy(name, role, dx, dy) {{
+    var b = boxes[name].slice();
+    if (role === "box") {{
+      dx = Math.min(Math.max(dx, -b[0]), W - b[2]); dy = Math.min(Math.max(dy, -b[1]), H - b[3]);
+      b = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy];
+    }} else {{
+      b[2] = Math.min(Math.max(b[2] + dx, b[0] + 4), W); b[3] = Math.min(Math.max(b[3] + dy, b[1] + 4), H);
+    }}
+    boxes[name] = b; draw();
+  }}
+  svg.addEventListener("keydown", function (evt) {{
+    var t = evt.target;
+    if (t.getAttribute("data-role") !== "box") return;
+    var steps = {{ArrowLeft: [-5, 0], ArrowRight: [5, 0], ArrowUp: [0, -5], ArrowDown: [0, 5]}}[evt.key];
+    if (!steps) return;
+    moveBy(t.getAttribute("data-name"), evt.shiftKey ? "handle" : "box", steps[0], steps[1]);
+    evt.preventDefault();
   }});
   function end() {{ drag = null; }}
   svg.addEventListener("pointerup", end); svg.addEventListener("pointercancel", end);
