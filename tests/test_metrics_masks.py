@@ -12,7 +12,7 @@ import torch
 import coco_reference as coco_reference_module
 from coco_reference import rle
 from lecture_lib.metrics.detection import mean_average_precision
-from lecture_lib.metrics.masks import mask_iou, mask_mean_average_precision
+from lecture_lib.metrics.masks import _pixel_iou, mask_iou, mask_mean_average_precision
 
 TOLERANCE = 1e-12  # pycocotools averages all (threshold, recall, class) entries at once, we per class
 
@@ -21,6 +21,7 @@ TOLERANCE = 1e-12  # pycocotools averages all (threshold, recall, class) entries
 
 coco_eval = functools.partial(coco_reference_module.coco_eval, iou_type="segm")
 coco_reference = functools.partial(coco_reference_module.coco_reference, iou_type="segm")
+coco_statistics = functools.partial(coco_reference_module.coco_statistics, iou_type="segm")
 
 
 # --- random cases ---------------------------------------------------------------------------------
@@ -48,12 +49,16 @@ def jitter(rng, mask):
     return mask ^ (rng.random(mask.shape) < rng.choice([0.02, 0.05, 0.1]))
 
 
-def random_case(rng, num_images=6, num_classes=3, difficult=False, max_dets=12, probabilities=None):
+def random_case(rng, num_images=6, num_classes=3, difficult=False, max_dets=12, probabilities=None, crowd=False,
+                given_area=False, big=False):
     """Objects and detections on small images: near copies, duplicates, empty masks, ties in score,
-    images without objects or without detections, classes seen only in the detections."""
+    images without objects or without detections, classes seen only in the detections.
+    ``crowd``: some objects are crowd regions; ``given_area``: some carry an annotated area;
+    ``big``: images up to 160 pixels wide, so that objects fall in all of COCO's size ranges."""
     preds, targets = [], []
     for _ in range(num_images):
-        height, width = int(rng.integers(6, 16)), int(rng.integers(6, 16))
+        low, high = (40, 160) if big else (6, 16)
+        height, width = int(rng.integers(low, high)), int(rng.integers(low, high))
         m = int(rng.integers(0, 6))
         gt = [blob(rng, height, width) for _ in range(m)]
         gt_labels = rng.integers(0, num_classes, m)
@@ -87,6 +92,12 @@ def random_case(rng, num_images=6, num_classes=3, difficult=False, max_dets=12, 
                   "labels": torch.tensor(gt_labels, dtype=torch.long)}
         if difficult:
             target["difficult"] = torch.tensor(rng.random(m) < 0.25, dtype=torch.bool)
+        if crowd:
+            target["iscrowd"] = torch.tensor(rng.random(m) < 0.3)
+        if given_area:
+            area = target["masks"].flatten(1).sum(1).double() * torch.tensor(rng.uniform(0.5, 3.0, m))
+            area[torch.tensor(rng.random(m) < 0.3)] = float("nan")
+            target["area"] = area
         targets.append(target)
     return preds, targets
 
@@ -221,7 +232,9 @@ def test_no_ground_truth_gives_minus_one_like_pycocotools():
     assert coco_reference(preds, targets) == (-1.0, -1.0, -1.0)
     for method in ("coco", "voc", "voc07"):
         out = mask_mean_average_precision(preds, targets, method=method)
-        assert (out["map"], out["map_50"], out["map_75"], out["map_per_class"]) == (-1.0, -1.0, -1.0, {})
+        assert (out["map"], out["map_50"], out["map_per_class"]) == (-1.0, -1.0, {})
+        # "voc" evaluates IoU 0.5 only: map_75 was not computed
+        assert out["map_75"] == -1.0 if method == "coco" else math.isnan(out["map_75"])
     assert mask_mean_average_precision([], [])["map"] == -1.0
 
 
@@ -355,6 +368,19 @@ def test_bad_input_raises_clear_errors():
         f([p], [t], max_detections=0)
 
 
+def test_bad_crowd_and_area_raise():
+    p, t = good()
+    f = mask_mean_average_precision
+    with pytest.raises(ValueError, match=r"targets\[0\]\['iscrowd'\] must hold 0 or 1, got \[3\]"):
+        f([p], [{**t, "iscrowd": torch.tensor([3])}])
+    with pytest.raises(ValueError, match=r"targets\[0\]\['area'\] must have shape \[N\] with N = 1.*got \[2\]"):
+        f([p], [{**t, "area": torch.tensor([1.0, 2.0])}])
+    with pytest.raises(ValueError, match=r"targets\[0\]\['area'\] must hold finite areas >= 0.*\[inf\]"):
+        f([p], [{**t, "area": torch.tensor([float("inf")])}])
+    with pytest.raises(TypeError, match="class_metrics must be True or False"):
+        f([p], [t], class_metrics=None)
+
+
 def test_mask_iou_bad_input():
     with pytest.raises(TypeError, match="masks1 must be a torch.Tensor of shape \\[N, H, W\\], got ndarray"):
         mask_iou(np.zeros((1, 4, 4)), torch.zeros(1, 4, 4))
@@ -362,3 +388,64 @@ def test_mask_iou_bad_input():
         mask_iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 5))
     with pytest.raises(ValueError, match=r"masks1 must be bool or hold only 0 and 1.*masks > 0.5"):
         mask_iou(torch.full((1, 4, 4), 0.7), torch.zeros(1, 4, 4))
+
+
+# --- the twelve statistics ------------------------------------------------------------------------
+
+
+def assert_twelve_equal(preds, targets, max_det=100, backend="pycocotools"):
+    ours = mask_mean_average_precision(preds, targets, max_detections=max_det)
+    ref = coco_reference_module.coco_statistics(preds, targets, max_det, iou_type="segm", backend=backend)
+    for name, value in ref.items():
+        assert ours[name] == pytest.approx(value, abs=TOLERANCE, rel=0), (name, ours[name], value)
+    return ours
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_twelve_statistics_equal_pycocotools_random(seed):
+    rng = np.random.default_rng(8000 + seed)
+    preds, targets = random_case(rng, num_images=5, num_classes=1 + seed % 3, crowd=seed % 3 != 2,
+                                 given_area=seed % 2 == 1, difficult=seed % 5 == 0, big=seed % 2 == 0)
+    ours = assert_twelve_equal(preds, targets)
+    assert list(ours)[:12] == ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+                               "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
+
+
+@pytest.mark.parametrize("max_det", [1, 3])
+def test_twelve_statistics_equal_pycocotools_max_detections(max_det):
+    rng = np.random.default_rng(8100 + max_det)
+    preds, targets = random_case(rng, max_dets=20, num_classes=2, crowd=True, big=True)
+    assert_twelve_equal(preds, targets, max_det=max_det)
+
+
+def test_crowd_mask_iou_is_the_share_of_the_detection():
+    # a crowd region of 8 x 8 pixels; a 2 x 2 detection inside it has IoU 1 with the region
+    crowd = torch.zeros(1, 10, 10, dtype=torch.bool)
+    crowd[0, 1:9, 1:9] = True
+    det = torch.zeros(1, 10, 10, dtype=torch.bool)
+    det[0, 2:4, 2:4] = True
+    assert _pixel_iou(det.flatten(1), crowd.flatten(1), torch.tensor([True]))[0, 0] == 1.0
+    assert _pixel_iou(det.flatten(1), crowd.flatten(1))[0, 0] == 4 / 64
+    preds = [{"masks": det, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
+    targets = [{"masks": crowd, "labels": torch.tensor([0]), "iscrowd": torch.tensor([True])}]
+    ours = assert_twelve_equal(preds, targets)
+    assert ours["map"] == -1.0  # nothing but a crowd region: no object counts
+
+
+def test_class_metrics_and_extended_summary():
+    rng = np.random.default_rng(8200)
+    preds, targets = random_case(rng, num_images=6, crowd=True, big=True)
+    ours = mask_mean_average_precision(preds, targets, class_metrics=True, extended_summary=True)
+    ev = coco_eval(preds, targets)
+    np.testing.assert_allclose(ours["precision"].numpy(), ev.eval["precision"][..., -1], rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(ours["recall"].numpy(), ev.eval["recall"], rtol=0, atol=TOLERANCE)
+    for label, table in ours["per_class"].items():
+        assert table["map"] == pytest.approx(ours["map_per_class"][label], abs=1e-15)
+
+
+@pytest.mark.skipif(not coco_reference_module.HAS_FASTER_COCO_EVAL, reason="faster-coco-eval is not installed")
+@pytest.mark.parametrize("seed", range(6))
+def test_twelve_statistics_equal_faster_coco_eval(seed):
+    rng = np.random.default_rng(8300 + seed)
+    preds, targets = random_case(rng, num_images=5, crowd=True, big=seed % 2 == 0)
+    assert_twelve_equal(preds, targets, backend="faster")

@@ -149,12 +149,7 @@ def compute_map_demo(preds: list, targets: list, iou_threshold: float = 0.5, sco
     ranked_scores, ranked_tp = scores_all[order], tp_all[order]
     if num_gt == 0:
         raise ValueError("the demo needs at least one ground-truth box")
-    if method == "coco":  # pycocotools' precision: TP / (TP + FP + eps)
-        tp_sum = torch.cumsum(ranked_tp, 0).double()
-        precision = tp_sum / (torch.arange(1, len(ranked_tp) + 1, dtype=torch.float64) + np.spacing(1))
-        recall = tp_sum / num_gt
-    else:
-        precision, recall = precision_recall(ranked_tp, num_gt)
+    precision, recall = precision_recall(ranked_tp, num_gt)
     levels = {"coco": COCO_RECALL_THRESHOLDS, "voc07": VOC07_RECALL_THRESHOLDS}.get(method, np.zeros(0))
     interpolated = interpolated_precision(recall, precision, levels) if len(levels) else np.zeros(0)
     ap = average_precision(recall, precision, method)
