@@ -7,6 +7,8 @@
   sphinxcontrib-bibtex labels the bibliography alpha-style ("[LSD15]", "[HGDollarG17]"), so a
   reader could not find a citation in the list by its label: the ``course_author_year`` style
   (``bibtex_default_style`` in _config.yml) labels entries the way the text cites them.
+- sphinx-book-theme leaves pydata-sphinx-theme's ``default_mode`` empty, so every page logs
+  "Got invalid theme mode" on load: the book is light unless the reader switches.
 """
 
 import codecs
@@ -72,10 +74,17 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = unique
 
 
+def _default_light_mode(app, pagename, templatename, context, doctree):
+    # sphinx-book-theme accepts no ``default_mode`` theme option; the template reads the context
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
+
+
 def setup(app):
     register_plugin("pybtex.style.labels", "course_author_year", AuthorYearLabelStyle)
     register_plugin("pybtex.style.formatting", "course_author_year", AuthorYearStyle)
     # Early: Sphinx emits html-page-context with emit_firstresult, so a handler that returns a
     # template name stops the ones after it.
     app.connect("html-page-context", _dedupe_scripts, priority=100)
+    app.connect("html-page-context", _default_light_mode, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -47,7 +47,9 @@ def browser():
 
 @pytest.fixture
 def offline_page(browser):
-    """A page that records every request and refuses anything but local files."""
+    """A page that refuses anything but local files and records, as ``errors``, every JS
+    exception, every console error and every local file that failed to load (a font the
+    widget manager looks for in the wrong folder, say)."""
     context = browser.new_context(viewport={"width": 1280, "height": 1600})
     page = context.new_page()
     external = []
@@ -56,9 +58,16 @@ def offline_page(browser):
         external.append(route.request.url)
         route.abort()
 
+    def failed(request):
+        if not re.match(r"^(https?|wss?)://", request.url):  # those are `external` already
+            errors.append(f"failed to load {request.url}: {request.failure}")
+
     page.route(re.compile(r"^(https?|wss?)://"), guard)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", failed)
+    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" else None)
     yield page, external, errors
     context.close()
 
@@ -172,14 +181,18 @@ def test_every_page_renders_offline_without_errors(book_html, offline_page):
     for path in pages:
         if 'http-equiv="refresh"' in path.read_text(encoding="utf-8").lower():
             continue  # the root index.html only redirects to the first page
+        before = len(errors)
         page.goto(path.as_uri())
         page.wait_for_load_state("load")
+        if page.locator("script[type='application/vnd.jupyter.widget-view+json']").count():
+            page.wait_for_timeout(500)  # the widget manager renders after "load"; let it ask for its fonts
+        errors[before:] = [f"{path.relative_to(book_html)}: {e}" for e in errors[before:]]
         assert page.locator("article.bd-article").count() == 1, f"{path.relative_to(book_html)}: no article"
         if path.with_suffix("").name[:2].isdigit() and path.parent.name[:2].isdigit():
             # a chapter notebook: something was executed and kept
             assert page.locator(".cell_output").count() > 0, f"{path.relative_to(book_html)}: no cell outputs"
     assert external == [], f"pages tried to reach the network: {sorted(set(external))[:5]}"
-    assert errors == [], f"JavaScript errors: {errors[:5]}"
+    assert errors == [], f"{len(errors)} errors (JS, console, failed local files): {errors[:8]}"
 
 
 def test_code_cells_show_whole_lines_on_a_wide_screen(book_html, browser):
