@@ -74,16 +74,25 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     _check_boxes(boxes1, "boxes1")
     _check_boxes(boxes2, "boxes2")
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    boxes1, boxes2 = _upcast(boxes1), _upcast(boxes2)
+    return _pairwise_iou(_upcast(boxes1), _upcast(boxes2))
+
+
+def _pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """``box_iou`` without the checks (``lecture_lib.nms`` calls it in its inner loop).
+
+    The same operations in the same order as torchvision, so that the results agree to the last
+    bit; each coordinate is a contiguous row, so every step is one pass over an ``[N, M]`` array.
+    """
+    x1, y1, x2, y2 = boxes1.T.contiguous()[:, :, None]  # each [N, 1]
+    X1, Y1, X2, Y2 = boxes2.T.contiguous()  # each [M]
+    area1 = (x2 - x1) * (y2 - y1)
+    area2 = (X2 - X1) * (Y2 - Y1)
     # The intersection of two axis-aligned boxes is the box between the larger top-left
     # corner and the smaller bottom-right corner; empty (width or height 0) if they miss.
-    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # [N, M, 2]
-    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])  # [N, M, 2]
-    wh = (bottom_right - top_left).clamp(min=0)
-    intersection = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - intersection
+    width = torch.minimum(x2, X2).sub_(torch.maximum(x1, X1)).clamp_(min=0)  # [N, M]
+    height = torch.minimum(y2, Y2).sub_(torch.maximum(y1, Y1)).clamp_(min=0)
+    intersection = width.mul_(height)
+    union = (area1 + area2).sub_(intersection)
     return intersection / union
 
 
