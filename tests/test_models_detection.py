@@ -1,4 +1,6 @@
-"""R-CNN, Fast R-CNN, Faster R-CNN: targets, proposals, losses and outputs vs torchvision."""
+"""R-CNN, Fast R-CNN, Faster R-CNN: the RPN, the models and their outputs vs torchvision.
+
+The shared parts have their own files: tests/test_proposals.py, tests/test_roi_heads.py."""
 
 import math
 
@@ -6,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, BoxCoder, Matcher
-from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.models.detection._utils import BoxCoder, Matcher
 from torchvision.models.detection.rpn import RegionProposalNetwork as TVRegionProposalNetwork
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
@@ -27,14 +28,8 @@ from lecture_lib.models.rcnn import (
     RCNN,
     RCNNConfig,
     detection_forward,
-    detection_loss,
     detection_ops,
-    match_proposals,
-    postprocess_detections,
-    sample_proposals,
-    select_training_samples,
     selective_search,
-    sliding_window_proposals,
     warp_regions,
 )
 
@@ -54,29 +49,7 @@ def batch():
 TINY_HEAD = dict(widths=(8, 16), hidden=32, batch_size_per_image=16, window_sizes=(12.0,), window_stride=8)
 
 
-# --- proposals -----------------------------------------------------------------------------------
-
-def test_sliding_windows_count_and_inside_image():
-    windows = sliding_window_proposals((32, 48), sizes=(16,), aspect_ratios=(1.0, 4.0), stride=8)
-    # ratio 1: 16 x 16 windows, x1 in 0, 8, 16, 24, 32 and y1 in 0, 8, 16 -> 15;
-    # ratio 4: w = 8, h = 32, x1 in 0, 8, ..., 40 (6) and y1 = 0 -> 6.
-    assert windows.shape == (21, 4)
-    assert windows[0].tolist() == [0.0, 0.0, 16.0, 16.0]
-    assert windows[-1].tolist() == [40.0, 0.0, 48.0, 32.0]
-    assert (windows[:, 2] <= 48).all() and (windows[:, 3] <= 32).all() and (windows >= 0).all()
-    assert sliding_window_proposals((8, 8), sizes=(16,)).shape == (0, 4)
-
-
-def test_selective_search_finds_a_uniform_square():
-    image = torch.zeros(3, 40, 40)
-    image[:, :, 20:] = 0.3  # two background halves ...
-    image[0, 10:22, 5:17] = 1.0  # ... and a red square at x in [5, 17), y in [10, 22)
-    proposals = selective_search(image, scales=(50.0,), min_size=5)
-    assert proposals.shape[1] == 4 and len(proposals) == len({tuple(p) for p in proposals.tolist()})
-    assert [5.0, 10.0, 17.0, 22.0] in proposals.tolist()
-    assert [0.0, 0.0, 40.0, 40.0] in proposals.tolist()  # the last merge covers everything
-    assert (proposals[:, 2] <= 40).all() and (proposals[:, :2] >= 0).all()
-
+# --- R-CNN's warp -------------------------------------------------------------------------------
 
 def test_warp_regions_is_bilinear_resize():
     image = torch.rand(1, 3, 20, 24, dtype=torch.float64)
@@ -92,94 +65,6 @@ def test_warp_regions_is_bilinear_resize():
     torch.testing.assert_close(ours, warp_regions(image, [box], 8))
     with pytest.raises(ValueError, match="one Tensor"):
         warp_regions(image, [box, box], 8)
-
-
-# --- R-CNN / Fast R-CNN training targets ---------------------------------------------------------
-
-def test_match_proposals_thresholds_by_hand():
-    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    proposals = torch.tensor([[0.0, 0.0, 10.0, 10.0],   # IoU 1 -> class 3
-                              [0.0, 0.0, 10.0, 5.0],    # IoU 0.5 -> class 3 (>=)
-                              [0.0, 0.0, 10.0, 4.0],    # IoU 0.4 -> background
-                              [0.0, 0.0, 10.0, 1.0],    # IoU 0.1 -> background (>= 0.1)
-                              [0.0, 0.0, 10.0, 0.5],    # IoU 0.05 -> ignored
-                              [20.0, 20.0, 30.0, 30.0]])  # IoU 0 -> ignored
-    labels, matched = match_proposals(proposals, gt, torch.tensor([3]), 0.5, bg_iou_low=0.1)
-    assert labels.tolist() == [3, 3, 0, 0, -1, -1]
-    assert torch.equal(matched, gt.expand(6, 4))
-    labels, _ = match_proposals(proposals, gt[:0], torch.zeros(0, dtype=torch.int64))
-    assert labels.tolist() == [0] * 6
-
-
-def test_match_proposals_equals_torchvision_roi_heads():
-    g = torch.Generator().manual_seed(0)
-    heads = RoIHeads(None, None, None, 0.5, 0.5, 64, 0.25, None, 0.05, 0.5, 100)
-    for _ in range(5):
-        proposals, gt = random_boxes(60, generator=g), random_boxes(4, generator=g)
-        gt_labels = torch.randint(1, 5, (4,), generator=g)
-        matched_idx, tv_labels = heads.assign_targets_to_proposals([proposals], [gt], [gt_labels])
-        labels, matched = match_proposals(proposals, gt, gt_labels)
-        assert torch.equal(labels, tv_labels[0])
-        fg = labels > 0  # torchvision reports index 0 for background proposals
-        assert torch.equal(matched[fg], gt[matched_idx[0]][fg])
-
-
-def test_sample_proposals_counts_equal_torchvision_sampler():
-    g = torch.Generator().manual_seed(1)
-    for n_pos, n_neg, n_ign, batch_size, fraction in [(50, 500, 30, 64, 0.25), (3, 500, 0, 64, 0.25),
-                                                       (200, 10, 5, 256, 0.5), (0, 0, 10, 16, 0.5),
-                                                       (7, 3, 0, 128, 0.25)]:
-        labels = torch.cat([torch.randint(1, 5, (n_pos,), generator=g), torch.zeros(n_neg, dtype=torch.int64),
-                            torch.full((n_ign,), -1)])[torch.randperm(n_pos + n_neg + n_ign, generator=g)]
-        pos, neg = sample_proposals(labels, batch_size, fraction, generator=g)
-        tv_pos, tv_neg = BalancedPositiveNegativeSampler(batch_size, fraction)([labels])
-        assert (pos.numel(), neg.numel()) == (int(tv_pos[0].sum()), int(tv_neg[0].sum()))
-        assert (labels[pos] >= 1).all() and (labels[neg] == 0).all()
-        assert len(set(pos.tolist())) == pos.numel() and len(set(neg.tolist())) == neg.numel()
-    with pytest.raises(ValueError, match="positive_fraction"):
-        sample_proposals(labels, 16, 1.5)
-
-
-def test_select_training_samples_fraction_and_targets():
-    g = torch.Generator().manual_seed(2)
-    gt = torch.tensor([[10.0, 10.0, 30.0, 30.0], [40.0, 5.0, 60.0, 40.0]])
-    proposals = torch.cat([gt.repeat(20, 1) + torch.randn(40, 4, generator=g), random_boxes(300, generator=g)])
-    rois, labels, targets = select_training_samples(proposals, gt, torch.tensor([1, 2]), batch_size_per_image=64,
-                                                    positive_fraction=0.25, generator=g)
-    n_pos = int((labels > 0).sum())
-    assert rois.shape == (64, 4) and n_pos == 16 and (labels[n_pos:] == 0).all()
-    # the targets move each positive onto its ground truth: torchvision's BoxCoder decodes them back
-    boxes = BoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(targets[:n_pos], rois[:n_pos])
-    expected = gt[labels[:n_pos] - 1]
-    torch.testing.assert_close(boxes, expected, atol=1e-4, rtol=0)
-    assert (targets[n_pos:] == 0).all()
-
-
-def test_detection_loss_equals_torchvision_fastrcnn_loss():
-    g = torch.Generator().manual_seed(3)
-    logits, deltas = torch.randn(20, 5, generator=g), torch.randn(20, 20, generator=g)
-    labels, targets = torch.randint(0, 5, (20,), generator=g), torch.randn(20, 4, generator=g)
-    ours = detection_loss(logits, deltas, labels, targets)
-    theirs = fastrcnn_loss(logits, deltas, [labels], [targets])
-    torch.testing.assert_close(torch.stack(ours), torch.stack(theirs))
-    empty = detection_loss(logits[:0], deltas[:0], labels[:0], targets[:0])
-    assert empty[0].item() == 0
-    with pytest.raises(ValueError, match="box_deltas must have shape"):
-        detection_loss(logits, deltas[:, :8], labels, targets)
-
-
-def test_postprocess_equals_torchvision_roi_heads():
-    g = torch.Generator().manual_seed(4)
-    heads = RoIHeads(None, None, None, 0.5, 0.5, 64, 0.25, None, 0.05, 0.5, 100)
-    for _ in range(3):
-        proposals = random_boxes(50, generator=g)
-        logits, deltas = torch.randn(50, 5, generator=g) * 2, torch.randn(50, 20, generator=g) * 0.5
-        boxes, scores, labels = heads.postprocess_detections(logits, deltas, [proposals], [(64, 64)])
-        for ops in ("torchvision", "lecture_lib"):
-            out = postprocess_detections(logits, deltas, proposals, (64, 64), ops=ops)
-            torch.testing.assert_close(out["boxes"], boxes[0])
-            torch.testing.assert_close(out["scores"], scores[0])
-            assert torch.equal(out["labels"], labels[0])
 
 
 # --- RPN -----------------------------------------------------------------------------------------
@@ -384,3 +269,19 @@ def test_bad_input_raises_clear_errors(batch):
     with pytest.raises(ValueError, match="proposals must be a list of 2"):
         _models()[1].eval()(images, proposals=[torch.zeros(0, 4)])
     assert detection_ops("lecture_lib").roi_pool.__module__ == "lecture_lib.roi"
+
+
+def test_public_names_still_import_from_where_they_were():
+    import lecture_lib.models.fast_rcnn as fast_rcnn
+    import lecture_lib.models.rcnn as rcnn
+    import lecture_lib.models.roi_heads as roi_heads
+    import lecture_lib.proposals as proposals
+
+    for name in ("OPS", "detection_ops", "sliding_window_proposals", "selective_search", "warp_regions",
+                 "match_proposals", "sample_proposals", "select_training_samples", "detection_loss",
+                 "postprocess_detections", "small_cnn", "RCNNConfig", "RCNN", "detection_forward"):
+        assert name in rcnn.__all__ and hasattr(rcnn, name)
+    # one object, one home: the old names are the same objects, not copies
+    assert rcnn.sliding_window_proposals is proposals.sliding_window_proposals
+    assert rcnn.select_training_samples is roi_heads.select_training_samples
+    assert fast_rcnn.FastRCNNHead is roi_heads.RoIHead

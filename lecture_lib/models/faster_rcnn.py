@@ -35,15 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lecture_lib.anchors import generate_anchors
-from lecture_lib.boxes import _check_boxes, box_iou, clip_boxes_to_image, decode_boxes, encode_boxes
+from lecture_lib.boxes import box_iou, clip_boxes_to_image, decode_boxes, encode_boxes
+from lecture_lib.checks import check_boxes, check_detection_inputs, check_fraction, check_positive_int
 from lecture_lib.models.fast_rcnn import FastRCNNConfig, FastRCNNHead, backbone
-from lecture_lib.models.rcnn import (
-    _check_detection_inputs,
-    _check_fraction,
-    _check_positive_int,
-    detection_ops,
-    sample_proposals,
-)
+from lecture_lib.models.roi_heads import detection_ops, sample_proposals
 
 __all__ = [
     "label_anchors",
@@ -76,10 +71,10 @@ def label_anchors(anchors: Tensor, gt_boxes: Tensor, positive_iou: float = 0.7, 
         ``(labels, matched_index)``: Tensor[N] float32 in {1, 0, -1} and Tensor[N] int64, the
         index of each anchor's best ground-truth box (0 when there is none).
     """
-    _check_boxes(anchors, "anchors")
-    _check_boxes(gt_boxes, "gt_boxes")
-    _check_fraction(positive_iou, "positive_iou")
-    _check_fraction(negative_iou, "negative_iou", high=positive_iou)
+    check_boxes(anchors, "anchors")
+    check_boxes(gt_boxes, "gt_boxes")
+    check_fraction(positive_iou, "positive_iou")
+    check_fraction(negative_iou, "negative_iou", high=positive_iou)
     n = anchors.shape[0]
     if gt_boxes.shape[0] == 0:  # an image without objects: every anchor is background
         return anchors.new_zeros(n), torch.zeros(n, dtype=torch.int64, device=anchors.device)
@@ -147,18 +142,18 @@ def generate_proposals(anchors: Tensor, objectness: Tensor, box_deltas: Tensor, 
     Args:
         anchors (Tensor[N, 4]), objectness (Tensor[N]) logits, box_deltas (Tensor[N, 4]).
         image_size: ``(height, width)``.
-        ops: where NMS comes from (``lecture_lib.models.rcnn.detection_ops``).
+        ops: where NMS comes from (``lecture_lib.models.roi_heads.detection_ops``).
 
     Returns:
         ``(boxes, scores)``: Tensor[K, 4] and Tensor[K] (objectness probabilities), best first,
         K <= ``post_nms_top_n``. Not differentiable (the proposals are treated as given).
     """
-    _check_boxes(anchors, "anchors")
+    check_boxes(anchors, "anchors")
     if objectness.shape != (anchors.shape[0],) or box_deltas.shape != (anchors.shape[0], 4):
         raise ValueError(f"objectness must be [N] and box_deltas [N, 4] with N = {anchors.shape[0]} anchors, "
                          f"got {list(objectness.shape)} and {list(box_deltas.shape)}")
-    _check_positive_int(pre_nms_top_n, "pre_nms_top_n")
-    _check_positive_int(post_nms_top_n, "post_nms_top_n")
+    check_positive_int(pre_nms_top_n, "pre_nms_top_n")
+    check_positive_int(post_nms_top_n, "post_nms_top_n")
     objectness, box_deltas = objectness.detach(), box_deltas.detach()
     top = objectness.topk(min(pre_nms_top_n, objectness.numel())).indices
     boxes = decode_boxes(box_deltas[top], anchors[top])
@@ -197,17 +192,17 @@ class RPNConfig:
     nms_threshold: float = 0.7
 
     def __post_init__(self) -> None:
-        _check_fraction(self.positive_iou, "positive_iou")
-        _check_fraction(self.negative_iou, "negative_iou", high=self.positive_iou)
-        _check_fraction(self.positive_fraction, "positive_fraction")
-        _check_fraction(self.nms_threshold, "nms_threshold")
-        _check_positive_int(self.batch_size_per_image, "batch_size_per_image")
+        check_fraction(self.positive_iou, "positive_iou")
+        check_fraction(self.negative_iou, "negative_iou", high=self.positive_iou)
+        check_fraction(self.positive_fraction, "positive_fraction")
+        check_fraction(self.nms_threshold, "nms_threshold")
+        check_positive_int(self.batch_size_per_image, "batch_size_per_image")
         for name in ("pre_nms_top_n", "post_nms_top_n"):
             value = getattr(self, name)
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise ValueError(f"{name} must be a pair (train, test), got {value!r}")
             for v in value:
-                _check_positive_int(v, name)
+                check_positive_int(v, name)
 
     @property
     def num_anchors(self) -> int:
@@ -299,12 +294,12 @@ class FasterRCNN(nn.Module):
         super().__init__()
         self.config = config = config or FasterRCNNConfig()
         self.backbone = backbone(config.head)
-        self.rpn = RegionProposalNetwork(config.head.widths[-1], config.head.stride, config.rpn,
+        self.rpn = RegionProposalNetwork(config.head.feature_channels, config.head.stride, config.rpn,
                                          ops=config.head.ops)
         self.roi_head = FastRCNNHead(config.head)
 
     def forward(self, images: Tensor, targets: list[dict] | None = None):
-        _check_detection_inputs(images, targets, self.config.head.num_classes, self.training)
+        check_detection_inputs(images, targets, self.config.head.num_classes, self.training)
         image_size = tuple(images.shape[-2:])
         features = self.backbone(images)
         proposals, rpn_losses = self.rpn(features, image_size, targets)

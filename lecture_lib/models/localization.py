@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lecture_lib.boxes import box_iou
+from lecture_lib.checks import check_positive_int as _check_positive_int
 
 __all__ = [
     "LocalizationConfig",
@@ -44,11 +45,6 @@ __all__ = [
 ]
 
 HEADS = ("agnostic", "per_class")
-
-
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @dataclass

@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lecture_lib.boxes import _check_boxes, box_iou
+from lecture_lib.boxes import box_iou
+from lecture_lib.checks import check_boxes, check_detection_inputs, check_masks, check_positive_int, check_positive_ints
 from lecture_lib.metrics.detection import match_detections
-from lecture_lib.metrics.masks import _check_masks, mask_iou
+from lecture_lib.metrics.masks import mask_iou
 from lecture_lib.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
-from lecture_lib.models.rcnn import _check_detection_inputs, _check_positive_int, detection_ops
+from lecture_lib.models.roi_heads import detection_ops
 
 __all__ = [
     "project_masks_on_boxes",
@@ -62,14 +63,14 @@ def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor
         boxes (Tensor[P, 4]): the RoIs, image coordinates (x1, y1, x2, y2).
         matched_idxs (Tensor[P] int64): index into ``gt_masks`` of each RoI's object.
         M: side of the target.
-        ops: RoI align from ``"torchvision"`` or ``"lecture_lib"`` (``rcnn.detection_ops``).
+        ops: RoI align from ``"torchvision"`` or ``"lecture_lib"`` (``roi_heads.detection_ops``).
 
     Returns:
         Tensor[P, M, M] float in [0, 1].
     """
-    _check_masks(gt_masks, "gt_masks")
-    _check_boxes(boxes, "boxes")
-    _check_positive_int(M, "M")
+    check_masks(gt_masks, "gt_masks")
+    check_boxes(boxes, "boxes")
+    check_positive_int(M, "M")
     if not isinstance(matched_idxs, Tensor) or matched_idxs.shape != (boxes.shape[0],):
         raise ValueError(f"matched_idxs must have shape [{boxes.shape[0]}], "
                          f"got {list(getattr(matched_idxs, 'shape', [type(matched_idxs).__name__]))}")
@@ -141,7 +142,7 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_size: tuple[int, in
     """
     if not isinstance(masks, Tensor) or masks.dim() != 4 or masks.shape[1] != 1:
         raise ValueError(f"masks must have shape [N, 1, M, M], got {list(getattr(masks, 'shape', []))}")
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     if boxes.shape[0] != masks.shape[0]:
         raise ValueError(f"boxes must have one row per mask: shape [{masks.shape[0]}, 4], got {list(boxes.shape)}")
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
@@ -231,7 +232,7 @@ class MaskHead(nn.Module):
         super().__init__()
         for value, name in ((in_channels, "in_channels"), (num_classes, "num_classes"), (stride, "stride"),
                             (roi_size, "roi_size"), (sampling_ratio, "sampling_ratio")):
-            _check_positive_int(value, name)
+            check_positive_int(value, name)
         if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
             raise ValueError(f"widths must be positive ints, got {widths!r}")
         self.roi_align = detection_ops(ops).roi_align
@@ -270,8 +271,8 @@ class MaskRCNNConfig(FasterRCNNConfig):
     mask_sampling_ratio: int = 2
 
     def __post_init__(self) -> None:
-        _check_positive_int(self.mask_roi_size, "mask_roi_size")
-        _check_positive_int(self.mask_sampling_ratio, "mask_sampling_ratio")
+        check_positive_int(self.mask_roi_size, "mask_roi_size")
+        check_positive_int(self.mask_sampling_ratio, "mask_sampling_ratio")
         if not self.mask_widths or not all(isinstance(w, int) and w > 0 for w in self.mask_widths):
             raise ValueError(f"mask_widths must be a non-empty tuple of positive ints, got {self.mask_widths!r}")
 
@@ -287,7 +288,7 @@ def _check_mask_targets(images: Tensor, targets: list[dict] | None) -> None:
         if "masks" not in t:
             raise ValueError(f"targets[{i}] must have 'masks' (Tensor[N, H, W], one instance mask per box) "
                              f"to train Mask R-CNN, got keys {sorted(t)}")
-        _check_masks(t["masks"], f"targets[{i}]['masks']", t["boxes"].shape[0], tuple(images.shape[-2:]))
+        check_masks(t["masks"], f"targets[{i}]['masks']", t["boxes"].shape[0], tuple(images.shape[-2:]))
 
 
 class MaskRCNN(FasterRCNN):
@@ -305,11 +306,11 @@ class MaskRCNN(FasterRCNN):
             raise TypeError(f"config must be a MaskRCNNConfig, got {type(config).__name__}")
         super().__init__(config)
         c = config.head
-        self.mask_head = MaskHead(c.widths[-1], c.num_classes, c.stride, config.mask_roi_size, config.mask_widths,
+        self.mask_head = MaskHead(c.feature_channels, c.num_classes, c.stride, config.mask_roi_size, config.mask_widths,
                                   config.mask_sampling_ratio, ops=c.ops)
 
     def forward(self, images: Tensor, targets: list[dict] | None = None):
-        _check_detection_inputs(images, targets, self.config.head.num_classes, self.training)
+        check_detection_inputs(images, targets, self.config.head.num_classes, self.training)
         _check_mask_targets(images, targets)
         image_size = tuple(images.shape[-2:])
         features = self.backbone(images)

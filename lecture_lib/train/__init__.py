@@ -4,6 +4,8 @@
 modules of this package each hold one part of the loop.
 """
 
+from lecture_lib.train.detector import train_detector  # noqa: F401
+from lecture_lib.train.segmenter import train_segmenter  # noqa: F401
 from lecture_lib.train.loop import (  # noqa: F401
     Callback,
     History,
@@ -14,4 +16,4 @@ from lecture_lib.train.loop import (  # noqa: F401
     fit,
 )
 
-__all__ = ["Callback", "History", "TrainState", "accuracy", "close_transient", "evaluate", "fit"]
+__all__ = ["train_detector", "train_segmenter", "Callback", "History", "TrainState", "accuracy", "close_transient", "evaluate", "fit"]
