@@ -1,0 +1,62 @@
+"""scripts/glue.py: typed figures that a cell prints are found; glued ones, code, maths and
+round numbers are not; two builds' glued values are compared name by name."""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("glue_script", ROOT / "scripts" / "glue.py")
+glue_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(glue_script)
+
+
+def _printing(text):
+    return new_code_cell("print(...)", outputs=[new_output("stream", name="stdout", text=text)])
+
+
+def _glued(name, value):
+    return new_code_cell(f"glue({name!r}, ...)", outputs=[new_output(
+        "display_data", data={glue_script.GLUE_PREFIX + "text/plain": repr(value)},
+        metadata={"scrapbook": {"name": name, "mime_prefix": glue_script.GLUE_PREFIX}})])
+
+
+@pytest.mark.parametrize("markdown, printed, flagged", [
+    ("Validation accuracy reaches 0.819.", "val_acc 0.81934", ["0.819"]),      # rounded
+    ("It reaches 81.9 % on the test set.", "acc=0.8192", ["81.9"]),             # as a percentage
+    ("The build took 1 231 s.", "total 1231.4 s", ["1231"]),                    # thousands separator
+    ("Accuracy {glue:text}`acc:.3f` after training.", "0.819", []),             # glued
+    ("The loop `x = 0.819` prints it.", "0.819", []),                           # inline code
+    ("Maths $\\mu = 0.819$ only.", "0.819", []),                                # maths
+    ("A threshold of 0.50 and 1000 images.", "0.50 1000", []),                  # round numbers
+    ("Published in 2015, cited {cite}`girshick2015`.", "2015", []),             # year, citation
+    ("It reaches 0.924.", "0.819", []),                                          # not printed here
+])
+def test_check_notebook_flags_typed_printed_figures(markdown, printed, flagged):
+    nb = new_notebook(cells=[_printing(printed), new_markdown_cell(markdown)])
+    problems = glue_script.check_notebook(nb)
+    assert [p.split(": ")[1].split(" ")[0] for p in problems] == flagged
+
+
+def test_a_glued_value_is_not_printed_output():
+    nb = new_notebook(cells=[_glued("acc", 0.819), new_markdown_cell("It reaches 0.819.")])
+    assert glue_script.check_notebook(nb) == []
+
+
+def test_check_and_compare_over_folders(tmp_path):
+    for build, value in (("a", 0.819), ("b", 0.924)):
+        nb = new_notebook(cells=[_glued("acc", value), _glued("n", 300), new_markdown_cell("ok")])
+        (tmp_path / build / "book").mkdir(parents=True)
+        nbformat.write(nb, tmp_path / build / "book" / "page.ipynb")
+    assert glue_script.glued_values(nbformat.read(tmp_path / "a/book/page.ipynb", as_version=4)) == {
+        "acc": "0.819", "n": "300"}
+    differences = glue_script.compare(tmp_path / "a", tmp_path / "a")
+    assert differences == []
+    differences = glue_script.compare(tmp_path / "a", tmp_path / "b")
+    assert differences == ["book/page.ipynb: acc: 0.819 != 0.924"]
+    assert glue_script.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert glue_script.main(["check", str(tmp_path / "a")]) == 0
+    assert glue_script.main(["check", str(tmp_path / "missing")]) == 2
