@@ -1,11 +1,9 @@
 """lecture_lib.tuning: distributions (KS test), searches on known objectives, the divergence
 guard, edge warnings, blocked folds against scikit-learn, hypergradients against finite
-differences, and Optuna studies that resume from their storage."""
+differences (Optuna: tests/test_tuning_optuna.py)."""
 
-import datetime
 import itertools
 import math
-import time
 
 import matplotlib
 
@@ -24,10 +22,8 @@ from lecture_lib.train import fit  # noqa: E402
 from lecture_lib.tuning import (  # noqa: E402
     DivergenceGuard, Diverged, LogUniform, SearchResult, Stage, TwoLayerNetObjective, Uniform, blocked_kfold,
     coarse_to_fine, edge_warnings, grid_search, hypergradient, is_diverging, log_grid, log_uniform,
-    optuna_search, parallel_optuna_search, random_vs_grid, plot_best_so_far, plot_search_2d, random_search,
+    random_vs_grid, plot_best_so_far, plot_search_2d, random_search,
     tune_by_hypergradient, unrolled_val_loss)
-from lecture_lib.tuning import make_storage  # noqa: E402
-from lecture_lib.tuning.optuna import _reached  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -354,94 +350,6 @@ def test_checkpointing_stores_less_and_tuning_lowers_val_loss():
     assert len(path) == 9 and path[-1]["val_loss"] < path[0]["val_loss"]
     with pytest.raises(ValueError, match=r"train_batches must hold at least one \(inputs, targets\) batch, got 0"):
         hypergradient(model, [], val, -1.0, -3.0)
-
-
-# --- Optuna -------------------------------------------------------------------------------------
-
-
-def test_optuna_study_resumes_from_journal(tmp_path):
-    storage = tmp_path / "study.log"
-    objective = Counting()
-    space = {"lr": LogUniform(1e-6, 1e-2), "reg": LogUniform(1e-4, 1.0)}
-    first, study = optuna_search(objective, space, 5, storage=storage, study_name="s")
-    assert len(study.trials) == 5 and len(objective.calls) == 5
-    # a new process would start from nothing but the file: run again with a larger target
-    again = Counting()
-    second, study2 = optuna_search(again, space, 8, storage=storage, study_name="s")
-    assert len(again.calls) == 3 and len(second.trials) == 8
-    assert [t["params"] for t in second.trials[:5]] == [t["params"] for t in first.trials]
-    # same target again: nothing left to do
-    third = Counting()
-    optuna_search(third, space, 8, storage=storage, study_name="s")
-    assert third.calls == []
-    assert second.best["score"] == max(t["score"] for t in second.trials)
-
-
-def test_optuna_resumes_after_a_crash_sqlite(tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    space = {"lr": LogUniform(1e-6, 1e-2), "reg": LogUniform(1e-4, 1.0)}
-    calls = []
-
-    def crashing(params):
-        calls.append(params)
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # Ctrl-C during the 4th trial
-        return Counting()(params)
-
-    with pytest.raises(KeyboardInterrupt):
-        optuna_search(crashing, space, 6, storage=url, study_name="crash")
-    result, study = optuna_search(Counting(), space, 6, storage=url, study_name="crash")
-    finished = [t for t in result.trials if t["status"] in ("ok", "failed")]
-    assert len(finished) == 6 and sum(t["status"] == "ok" for t in finished) >= 5
-
-
-def test_optuna_guard_as_pruning_and_median_pruner(tmp_path):
-    def objective(params, report):
-        if params["lr"] > 1e-3:
-            raise Diverged("diverged: loss 9 > 3 x initial 2")
-        for epoch in range(1, 6):  # rising learning curves, higher for higher lr
-            report(epoch, math.log10(params["lr"]) + epoch)
-        return math.log10(params["lr"]) + 5
-
-    result, study = optuna_search(objective, {"lr": LogUniform(1e-6, 1e-2)}, 30, storage=tmp_path / "p.log",
-                                  study_name="p")
-    statuses = [t["status"] for t in result.trials]
-    assert "diverged" in statuses and "pruned" in statuses and "ok" in statuses
-    diverged = [t for t in result.trials if t["status"] == "diverged"]
-    assert all(t["params"]["lr"] > 1e-3 for t in diverged)
-    pruned = [t for t in result.trials if t["status"] == "pruned"]
-    assert all(len(t["curve"]) < 5 for t in pruned)  # stopped before the last epoch
-
-
-def test_optuna_bad_storage():
-    with pytest.raises(ValueError, match="storage must be a database URL or a journal file path ending in .log"):
-        optuna_search(Counting(), {"lr": LogUniform(1e-6, 1e-2), "reg": [1e-2]}, 1, storage="study.txt")
-
-
-def test_optuna_stop_counts_running_trials_of_other_workers_not_crashed_ones(tmp_path):
-    import optuna
-
-    study = optuna.create_study(storage=make_storage(tmp_path / "r.log"), study_name="r")
-    for value in (0.1, 0.2, 0.3):
-        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
-    study.ask()  # left RUNNING by a worker that crashed before this search started
-    time.sleep(0.01)
-    since = datetime.datetime.now()
-    assert not _reached(study, 4, since)  # 3 finished; the crashed trial is not counted
-    study.ask()  # another worker's trial, running now
-    assert _reached(study, 4, since)  # 3 finished + 1 running: Optuna's MaxTrialsCallback would go on
-    assert not _reached(study, 5, since)
-
-
-@pytest.mark.slow
-def test_parallel_workers_share_one_study(tmp_path):
-    objective = TwoLayerNetObjective(n_samples=300, epochs=1)
-    result, study = parallel_optuna_search(objective, {"lr": LogUniform(1e-5, 1e-2), "reg": LogUniform(1e-5, 1e-1)},
-                                           6, n_workers=2, storage=tmp_path / "par.log", study_name="par")
-    finished = [t for t in result.trials if t["status"] in ("ok", "diverged", "pruned")]
-    assert len(finished) == len(result.trials) == len(study.trials)
-    assert 6 <= len(finished) <= 7  # 7 only when both workers finish within the same milliseconds
-    assert len({(t["params"]["lr"], t["params"]["reg"]) for t in result.trials}) == len(result.trials)
 
 
 # --- data and plots -----------------------------------------------------------------------------

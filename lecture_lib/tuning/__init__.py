@@ -8,7 +8,10 @@
 | ``objective.py`` | ``TwoLayerNetObjective``: the lecture's 2-layer net as an objective |
 | ``validation.py`` | ``blocked_kfold`` and nested blocked cross-validation |
 | ``hypergradient.py`` | gradients of the validation loss w.r.t. lr and weight decay |
-| ``optuna.py`` | the same search on Optuna, with its study in storage |
+| ``optuna.py`` | the same search on Optuna, its study in storage opened by URL (``make_storage``) |
+| ``parallel.py`` | many workers on one study: processes (``parallel_optuna_search``) or machines |
+| ``postgres.py`` | a local PostgreSQL server for the course (``make db``) |
+| ``cli.py`` | ``lecture-tune``: create a study, run a worker, start the database or the dashboard |
 | ``plots.py`` | ``plot_search_2d``, ``plot_best_so_far`` |
 
 The divergence guard (``DivergenceGuard``, ``is_diverging``, ``Diverged``) and ``ReportCallback``
@@ -20,7 +23,9 @@ from lecture_lib.train.callbacks import DivergenceGuard, Diverged, ReportCallbac
 from lecture_lib.tuning.hypergradient import (HypergradientResult, hypergradient, tune_by_hypergradient,
                                               unrolled_val_loss)
 from lecture_lib.tuning.objective import TwoLayerNetObjective
-from lecture_lib.tuning.optuna import make_storage, optuna_search, parallel_optuna_search, study_to_result
+from lecture_lib.tuning.optuna import (DEFAULT_STORAGE, load_study, make_storage, optuna_search, run_trials,
+                                      study_to_result)
+from lecture_lib.tuning.parallel import CHAPTER_SPACE, create_search_study, parallel_optuna_search, run_worker
 from lecture_lib.tuning.plots import plot_best_so_far, plot_search_2d
 from lecture_lib.tuning.results import SearchResult, edge_warnings
 from lecture_lib.tuning.search import Stage, bergstra_objective, coarse_to_fine, grid_search, random_search, random_vs_grid
@@ -37,4 +42,5 @@ __all__ = [
     "make_storage", "optuna_search", "parallel_optuna_search", "study_to_result",
     "plot_search_2d", "plot_best_so_far",
     "NestedCVResult", "nested_blocked_cv", "nested_vs_leaky", "sklearn_score_fn",
+    "DEFAULT_STORAGE", "load_study", "run_trials", "CHAPTER_SPACE", "create_search_study", "run_worker",
 ]
