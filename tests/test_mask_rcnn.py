@@ -241,3 +241,51 @@ def test_bad_input_raises_clear_errors(batch):
         matched_mask_ious([{}], [])
     with pytest.raises(ValueError, match=r"preds\[0\] and targets\[0\] must both have 'masks'"):
         matched_mask_ious([{"boxes": torch.zeros(0, 4)}], [targets[0]])
+
+
+def test_aligned_masks_survive_the_round_trip_through_28_x_28():
+    # torchvision's conventions (aligned=False) shift masks by half a pixel: on the 128-pixel scenes
+    # a perfect 28 x 28 mask pasted back keeps a mean IoU of about 0.92; aligned=True about 0.997
+    from lecture_lib.data.shapes import preset_dataset
+    from lecture_lib.metrics.masks import mask_iou as iou
+
+    scenes = preset_dataset("scenes128", 6, split="test")
+    means = {}
+    for aligned in (False, True):
+        ious = []
+        for i in range(len(scenes)):
+            s = scenes.scene(i)
+            m = project_masks_on_boxes(s.instance_masks, s.boxes, torch.arange(len(s.boxes)), 28, aligned=aligned)
+            pasted = paste_masks_in_image(m[:, None], s.boxes, (128, 128), aligned=aligned)
+            ious += iou(pasted[:, 0] >= 0.5, s.instance_masks).diag().tolist()
+        means[aligned] = sum(ious) / len(ious)
+    assert means[True] > 0.98 and means[True] > means[False] + 0.03
+
+
+def test_aligned_paste_fills_its_box_exactly():
+    boxes = torch.tensor([[2.0, 3.0, 9.0, 7.0], [0.0, 0.0, 12.0, 10.0]])
+    pasted = paste_masks_in_image(torch.ones(2, 1, 28, 28), boxes, (10, 12), aligned=True)
+    expected = torch.zeros(2, 1, 10, 12)
+    expected[0, 0, 3:7, 2:9] = 1
+    expected[1] = 1
+    torch.testing.assert_close(pasted, expected)
+    assert paste_masks_in_image(torch.ones(0, 1, 28, 28), boxes[:0], (10, 12), aligned=True).shape == (0, 1, 10, 12)
+    # the mask's left half lands on the box's left half
+    half = torch.zeros(1, 1, 28, 28)
+    half[..., :14] = 1
+    pasted = paste_masks_in_image(half, torch.tensor([[0.0, 0.0, 8.0, 4.0]]), (4, 8), aligned=True)
+    assert pasted[0, 0, :, :4].min() == 1 and pasted[0, 0, :, 4:].max() == 0
+
+
+def test_mask_rcnn_aligned_config_trains_and_predicts():
+    data = ShapesDataset(2, image_size=32, n_objects=(1, 2), seed=1)
+    images, targets = instance_targets(data, range(2))
+    config = MaskRCNNConfig(head=FastRCNNConfig(widths=(8, 16), hidden=32, batch_size_per_image=16,
+                                                roi_op="align"), mask_widths=(8,), mask_aligned=True)
+    model = MaskRCNN(config)
+    losses = model(images, targets)
+    assert set(losses) >= {"loss_mask"} and torch.isfinite(losses["loss_mask"])
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    assert out[0]["masks"].shape[1:] == (1, 32, 32)
