@@ -1,4 +1,5 @@
-"""lecture_lib.roi against torchvision.ops.roi_pool / roi_align, hand-computed bins, bad input."""
+"""lecture_lib.roi (vectorized and loop versions) against torchvision.ops.roi_pool / roi_align,
+forward and gradients, hand-computed bins, bad input."""
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torchvision.ops as tvops
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lecture_lib.roi import boxes_to_rois, roi_align, roi_pool
+from lecture_lib.roi import boxes_to_rois, roi_align, roi_align_loop, roi_pool, roi_pool_loop
 
 
 def random_rois(k, n_images, image_size, generator, dtype=torch.float32, max_fraction=1.0):
@@ -137,7 +138,9 @@ def test_empty_inputs():
     assert roi_align(x, [torch.zeros(0, 4), torch.zeros(0, 4)], 4).shape == (0, 3, 4, 4)
 
 
-def test_bad_input():
+@pytest.mark.parametrize("roi_pool, roi_align", [(roi_pool, roi_align), (roi_pool_loop, roi_align_loop)],
+                         ids=["vectorized", "loop"])
+def test_bad_input(roi_pool, roi_align):
     x = torch.randn(2, 3, 8, 8)
     box = torch.tensor([[0, 1.0, 1.0, 4.0, 4.0]])
     with pytest.raises(ValueError, match=r"boxes must have shape \[K, 5\] .* got \[1, 4\]"):
@@ -146,6 +149,8 @@ def test_bad_input():
         roi_align(x[0], box, 2)
     with pytest.raises(ValueError, match=r"batch indices .* in \[0, 1\], got 2.0 at row 0"):
         roi_align(x, torch.tensor([[2, 1.0, 1.0, 4.0, 4.0]]), 2)
+    with pytest.raises(ValueError, match=r"batch indices .* in \[0, 1\], got -1.0 at row 1"):
+        roi_pool(x, torch.tensor([[0, 1.0, 1.0, 4.0, 4.0], [-1, 1.0, 1.0, 4.0, 4.0]]), 2)
     with pytest.raises(ValueError, match=r"got 0.5 at row 0"):
         roi_pool(x, torch.tensor([[0.5, 1.0, 1.0, 4.0, 4.0]]), 2)
     with pytest.raises(ValueError, match=r"x1 <= x2"):
@@ -162,7 +167,125 @@ def test_bad_input():
         roi_align(x, [box], 2)
     with pytest.raises(TypeError, match="sampling_ratio must be an int, got float"):
         roi_align(x, box, 2, sampling_ratio=2.0)
+    with pytest.raises(TypeError, match="aligned must be a bool, got int"):
+        roi_align(x, box, 2, aligned=1)
     with pytest.raises(TypeError, match="input must be a floating point tensor"):
         roi_pool(x.long(), box, 2)
     with pytest.raises(TypeError, match=r"non-empty list of Tensor\[L, 4\]"):
         roi_pool(x, "boxes", 2)
+
+
+# --- the readable loops, the vectorized versions and torchvision agree ------------------------
+
+
+@pytest.mark.parametrize("shape, output_size, spatial_scale", CASES)
+@pytest.mark.parametrize("sampling_ratio, aligned", [(-1, False), (-1, True), (2, False), (3, True)])
+def test_loops_equal_vectorized_and_torchvision(shape, output_size, spatial_scale, sampling_ratio, aligned):
+    g = torch.Generator().manual_seed(len(shape) + sampling_ratio)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    image_size = (round(shape[2] / spatial_scale), round(shape[3] / spatial_scale))
+    rois = random_rois(8, shape[0], image_size, g, torch.float64)
+    pooled = roi_pool_loop(x, rois, output_size, spatial_scale)
+    torch.testing.assert_close(pooled, roi_pool(x, rois, output_size, spatial_scale), rtol=0, atol=0)
+    torch.testing.assert_close(pooled, tvops.roi_pool(x, rois, output_size, spatial_scale), rtol=0, atol=0)
+    aligned_out = roi_align_loop(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+    torch.testing.assert_close(aligned_out, roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned))
+    torch.testing.assert_close(aligned_out,
+                               tvops.roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned))
+
+
+@pytest.mark.parametrize("sampling_ratio, aligned", [(-1, False), (-1, True), (2, False), (2, True)])
+def test_benchmark_sized_input_equals_torchvision(sampling_ratio, aligned):
+    # the benchmark's shape (512 RoIs of 1 to 16 cells on a 32 x 32 map at stride 16), fewer channels
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 16, 32, 32, generator=g)
+    xy = torch.rand(512, 2, generator=g) * 496
+    rois = torch.cat([torch.randint(0, 2, (512, 1), generator=g).float(), xy,
+                      (xy + 16 + torch.rand(512, 2, generator=g) * 240).clamp(max=512)], 1)
+    torch.testing.assert_close(roi_align(x, rois, 7, 1 / 16, sampling_ratio, aligned),
+                               tvops.roi_align(x, rois, 7, 1 / 16, sampling_ratio, aligned))
+    torch.testing.assert_close(roi_pool(x, rois, 7, 1 / 16), tvops.roi_pool(x, rois, 7, 1 / 16), rtol=0, atol=0)
+
+
+def test_boxes_on_the_border_and_outside_the_map_equal_torchvision():
+    x = torch.randn(2, 3, 10, 12, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rois = torch.tensor([
+        [0, 0.0, 0.0, 12.0, 10.0],      # the whole map
+        [1, 11.0, 9.0, 12.0, 10.0],     # the bottom-right cell
+        [0, -3.0, -2.0, 0.5, 0.5],      # sticks out at the top-left
+        [1, 10.5, 4.0, 14.0, 13.0],     # sticks out at the bottom-right
+        [0, 20.0, 20.0, 30.0, 25.0],    # entirely outside
+        [1, -9.0, -9.0, -2.0, -1.5],    # entirely outside, negative
+        [0, 4.0, 4.0, 4.0, 4.0],        # a point
+    ], dtype=torch.float64)
+    for output_size in (2, (3, 4)):
+        for version in (roi_pool, roi_pool_loop):
+            torch.testing.assert_close(version(x, rois, output_size), tvops.roi_pool(x, rois, output_size),
+                                       rtol=0, atol=0)
+        for sampling_ratio in (-1, 0, 1, 2):
+            for aligned in (False, True):
+                expected = tvops.roi_align(x, rois, output_size, 1.0, sampling_ratio, aligned)
+                for version in (roi_align, roi_align_loop):
+                    torch.testing.assert_close(version(x, rois, output_size, 1.0, sampling_ratio, aligned), expected)
+
+
+# --- gradients: detectors train through these ---------------------------------------------------
+
+
+def test_roi_pool_gradient_equals_torchvision_with_ties():
+    # After a ReLU many cells of a bin are 0: the gradient must go to the first maximum in
+    # row-major order, as in torchvision, not be shared among the tied cells. Integer upstream
+    # gradients in float64 make the sums exact, so the comparison can be exact.
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 16, 16, generator=g, dtype=torch.float64).relu()
+    x[:, :, 4:8, 4:8] = 1.0  # a plateau: every cell of a bin ties
+    rois = random_rois(40, 2, (64, 64), g, torch.float64)
+    upstream = torch.randint(-3, 4, (40, 4, 3, 5), generator=g).double()
+    grads = []
+    for version in (roi_pool, roi_pool_loop, tvops.roi_pool):
+        leaf = x.clone().requires_grad_()
+        version(leaf, rois, (3, 5), 0.25).backward(upstream)
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[2], rtol=0, atol=0)
+    torch.testing.assert_close(grads[1], grads[2], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sampling_ratio, aligned", [(-1, False), (-1, True), (0, False), (2, False), (3, True)])
+def test_roi_align_gradient_equals_torchvision(sampling_ratio, aligned):
+    g = torch.Generator().manual_seed(2 + sampling_ratio)
+    x = torch.randn(2, 3, 12, 14, generator=g, dtype=torch.float64)
+    rois = random_rois(12, 2, (48, 56), g, torch.float64)
+    upstream = torch.randn(12, 3, 4, 3, generator=g, dtype=torch.float64)
+    grads = []
+    for version in (roi_align, roi_align_loop, tvops.roi_align):
+        leaf = x.clone().requires_grad_()
+        version(leaf, rois, (4, 3), 0.25, sampling_ratio, aligned).backward(upstream)
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[2], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[1], grads[2], rtol=1e-12, atol=1e-12)
+
+
+def test_float32_gradients_equal_torchvision_and_boxes_get_none():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 8, 20, 20, generator=g)
+    rois = random_rois(25, 1, (80, 80), g).requires_grad_()
+    for ours, theirs in ((roi_align, tvops.roi_align), (roi_pool, tvops.roi_pool)):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ours(a, rois, 5, 0.25).sum().backward()
+        theirs(b, rois, 5, 0.25).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
+        assert rois.grad is None  # neither is differentiable with respect to the boxes
+
+
+# --- lists of boxes with empty images ----------------------------------------------------------
+
+
+def test_list_of_boxes_with_empty_images_equals_torchvision():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 2, 9, 9, generator=g)
+    per_image = [random_rois(3, 1, (9, 9), g)[:, 1:], torch.zeros(0, 4), random_rois(2, 1, (9, 9), g)[:, 1:]]
+    torch.testing.assert_close(roi_pool(x, per_image, 2), tvops.roi_pool(x, per_image, 2), rtol=0, atol=0)
+    torch.testing.assert_close(roi_align(x, per_image, 2, aligned=True), tvops.roi_align(x, per_image, 2, aligned=True))
+    assert boxes_to_rois(per_image)[:, 0].tolist() == [0.0] * 3 + [2.0] * 2
+    for version in (roi_pool, roi_pool_loop, roi_align, roi_align_loop):
+        assert version(x, [torch.zeros(0, 4)] * 3, (2, 3)).shape == (0, 2, 2, 3)
