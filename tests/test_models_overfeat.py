@@ -127,3 +127,62 @@ def test_bad_input():
     with pytest.raises(TypeError, match="model must be an OverfeatNet, got Linear"):
         fc_to_conv(torch.nn.Linear(2, 2))
     assert isinstance(fc_to_conv(model), ConvOverfeat)
+
+
+# --------------------------------------------------------------------------- multi-scale inference
+
+def _trained_like(seed=5):
+    torch.manual_seed(seed)
+    model = OverfeatNet(OverfeatConfig(num_classes=3, window=32, **SMALL)).eval()
+    return model, fc_to_conv(model)
+
+
+def test_multiscale_at_scale_one_is_the_map_after_nms():
+    from lecture_lib.models.overfeat import multiscale_detections
+    from torchvision.ops import batched_nms
+
+    model, conv = _trained_like()
+    image = torch.rand(3, 64, 72)
+    found = multiscale_detections(conv, image, scales=(1.0,), nms_threshold=0.4, max_detections=1000)
+    class_map, box_map = sliding_windows(model, image[None])  # the explicit windows as reference
+    probabilities = class_map.softmax(1)[0].flatten(1)
+    scores, labels = probabilities.max(0)
+    boxes = window_boxes_to_image(box_map, 32, 8)[0].reshape(-1, 4)
+    boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], 1)
+    keep = batched_nms(boxes, scores, labels, 0.4)
+    torch.testing.assert_close(found["boxes"], boxes[keep], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(found["scores"], scores[keep], rtol=1e-5, atol=1e-6)
+    assert found["labels"].tolist() == (labels[keep] + 1).tolist()  # labels 1..C, 0 = background
+
+
+def test_multiscale_maps_boxes_of_a_resized_image_back():
+    from lecture_lib.models.overfeat import multiscale_detections
+
+    model, conv = _trained_like(6)
+    image = torch.rand(3, 96, 80)
+    found = multiscale_detections(conv, image, scales=(0.5,), nms_threshold=1.0, max_detections=1000)
+    small = F.interpolate(image[None], size=(48, 40), mode="bilinear", align_corners=False, antialias=True)
+    class_map, box_map = conv(small)
+    boxes = window_boxes_to_image(box_map, 32, 8)[0].reshape(-1, 4) * 2  # 48 -> 96, 40 -> 80: x2
+    boxes = torch.cat([torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], 1)
+    assert len(found["boxes"]) == class_map.shape[-2] * class_map.shape[-1]  # NMS at 1.0 removes nothing
+    order = class_map.softmax(1)[0].flatten(1).max(0).values.argsort(descending=True)
+    torch.testing.assert_close(found["boxes"], boxes[order], rtol=1e-5, atol=1e-4)
+
+
+def test_multiscale_merges_scales_and_checks_inputs():
+    from lecture_lib.models.overfeat import multiscale_detections
+
+    model, conv = _trained_like(7)
+    image = torch.rand(3, 64, 64)
+    one = multiscale_detections(conv, image, scales=(1.0,), nms_threshold=1.0, max_detections=10_000)
+    both = multiscale_detections(conv, image, scales=(1.0, 0.5), nms_threshold=1.0, max_detections=10_000)
+    assert len(one["boxes"]) == 25 and len(both["boxes"]) == 25 + 1  # 5 x 5 windows, then 1 x 1
+    none = multiscale_detections(conv, image, scales=(0.25,))  # 16 x 16 < one window: skipped
+    assert none["boxes"].shape == (0, 4) and none["labels"].dtype == torch.int64
+    with pytest.raises(TypeError, match="ConvOverfeat"):
+        multiscale_detections(model, image)
+    with pytest.raises(ValueError, match=r"image must be a Tensor\[3, H, W\]"):
+        multiscale_detections(conv, image[None])
+    with pytest.raises(ValueError, match="scales must be positive"):
+        multiscale_detections(conv, image, scales=(1.0, -0.5))

@@ -15,6 +15,11 @@ The equality is exact (to float rounding) because every layer here is shift-equi
 pooling, with windows ``stride`` pixels apart.
 Padding would break it: a padded convolution sees zeros at a window's border but image pixels
 at the same place in the big image.
+
+**Multi-scale inference** (Sermanet et al., section 4): one window size only fits objects of one
+size, so Overfeat runs the convolutional network on the image at several scales (six in the
+paper) and merges the boxes of all scales. :func:`multiscale_detections` does that: resize, one
+pass per scale, boxes mapped back to the original image, then per-class NMS over all scales.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lecture_lib.nms import batched_nms
+
 __all__ = ["OverfeatConfig", "OverfeatNet", "ConvOverfeat", "fc_to_conv", "sliding_windows",
-           "window_boxes_to_image"]
+           "window_boxes_to_image", "multiscale_detections"]
 
 
 @dataclass
@@ -208,3 +216,62 @@ def window_boxes_to_image(box_map: Tensor, window: int, stride: int) -> Tensor:
     xs = torch.arange(cols, dtype=box_map.dtype, device=box_map.device) * stride
     offsets = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None], xs[None, :], ys[:, None]), -1)
     return box_map.permute(0, 2, 3, 1) * window + offsets
+
+
+@torch.no_grad()
+def multiscale_detections(model: ConvOverfeat, image: Tensor, scales: tuple[float, ...] = (1.0,),
+                          nms_threshold: float = 0.3, max_detections: int = 100) -> dict:
+    """Overfeat's multi-scale inference: one convolutional pass per scale, boxes of all scales merged.
+
+    At scale ``s`` the image is resized to ``round(s * H) x round(s * W)`` (bilinear, with
+    antialiasing when shrinking), so a window covers ``window / s`` pixels of the original image:
+    scales below 1 find objects larger than those the classifier was trained on. Every window
+    proposes its best class (softmax probability as the score) and its regressed box, mapped
+    back to the original image; per-class NMS then merges overlapping boxes of all windows and
+    scales. Scales whose resized image is smaller than one window are skipped.
+
+    Args:
+        model: the converted network (:func:`fc_to_conv`), in eval mode.
+        image (Tensor[3, H, W]): one image.
+        scales: resize factors (> 0).
+        nms_threshold: IoU above which the weaker of two same-class boxes is removed.
+        max_detections: kept, best first.
+
+    Returns:
+        ``{"boxes": Tensor[N, 4], "scores": Tensor[N], "labels": Tensor[N]}`` with labels
+        ``1..C`` (the classifier's class ``k`` is label ``k + 1``: 0 stays free for background,
+        as in the course's detectors and ``lecture_lib.metrics.detection``).
+    """
+    if not isinstance(model, ConvOverfeat):
+        raise TypeError(f"model must be a ConvOverfeat (see fc_to_conv), got {type(model).__name__}")
+    c = model.config.in_channels
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != c:
+        shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a Tensor[{c}, H, W], got {shape}")
+    if len(scales) == 0 or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
+        raise ValueError(f"scales must be positive numbers, got {scales!r}")
+    height, width = image.shape[1:]
+    boxes, scores, labels = [], [], []
+    for scale in scales:
+        size = (round(height * scale), round(width * scale))
+        if min(size) < model.config.window:
+            continue
+        resized = image[None]
+        if size != (height, width):
+            resized = F.interpolate(resized, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+        class_map, box_map = model(resized)
+        probabilities = class_map.softmax(1)[0].flatten(1)                     # [C, cells]
+        best, label = probabilities.max(0)
+        cell_boxes = window_boxes_to_image(box_map, model.config.window, model.config.stride)[0].reshape(-1, 4)
+        cell_boxes = torch.cat([torch.minimum(cell_boxes[:, :2], cell_boxes[:, 2:]),   # a regressor may
+                                torch.maximum(cell_boxes[:, :2], cell_boxes[:, 2:])], 1)  # swap corners
+        scale_back = torch.tensor([width / size[1], height / size[0]] * 2, dtype=cell_boxes.dtype)
+        boxes.append(cell_boxes * scale_back)
+        scores.append(best)
+        labels.append(label + 1)
+    if not boxes:
+        return {"boxes": image.new_zeros(0, 4), "scores": image.new_zeros(0),
+                "labels": torch.zeros(0, dtype=torch.int64)}
+    boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+    keep = batched_nms(boxes, scores, labels, nms_threshold)[:max_detections]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
