@@ -160,9 +160,14 @@ def test_box_predictor_starts_from_the_proposals():
 
 
 def test_detection_ops_switch():
-    assert detection_ops("torchvision").nms is torchvision.ops.nms
     import lecture_lib.nms
+    import lecture_lib.roi
+
+    assert detection_ops("torchvision").nms is torchvision.ops.nms
     assert detection_ops("lecture_lib").nms is lecture_lib.nms.nms
+    # the course's own kernels are the default; torchvision's are one switch away
+    assert detection_ops().roi_align is lecture_lib.roi.roi_align and FastRCNNConfig().ops == "lecture_lib"
+    assert FastRCNNConfig(ops="torchvision").ops == "torchvision"
     with pytest.raises(ValueError, match="ops must be one of"):
         detection_ops("cuda")
 

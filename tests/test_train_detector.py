@@ -82,6 +82,8 @@ def test_flip_detection_moves_boxes_and_masks():
     assert flipped[0, 1, 5] == 1 and t["boxes"].tolist() == [[5.0, 1.0, 6.0, 2.0]] and t["masks"][0, 1, 5]
     flipped, t = flip_detection(image, target, vertical=True)
     assert flipped[0, 2, 0] == 1 and t["boxes"].tolist() == [[0.0, 2.0, 1.0, 3.0]] and t["masks"][0, 2, 0]
+    flipped, t = flip_detection(image, dict(target, proposals=target["boxes"]), horizontal=True, vertical=True)
+    assert flipped[0, 2, 5] == 1 and t["proposals"].tolist() == t["boxes"].tolist() == [[5.0, 2.0, 6.0, 3.0]]
     assert target["boxes"].tolist() == [[0.0, 1.0, 1.0, 2.0]]  # the input is not changed
 
 

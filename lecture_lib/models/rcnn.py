@@ -66,7 +66,7 @@ __all__ = [
 
 
 def warp_regions(images: Tensor, boxes: list[Tensor], output_size: int, sampling_ratio: int = 2,
-                 ops: str = "torchvision") -> Tensor:
+                 ops: str = "lecture_lib") -> Tensor:
     """Crop every box out of its image and resize it to ``output_size x output_size``.
 
     R-CNN's "warp": anisotropic scaling to the CNN's input size, whatever the box's aspect ratio.

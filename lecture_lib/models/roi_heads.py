@@ -54,17 +54,18 @@ __all__ = [
 # --- which NMS / RoI kernels ------------------------------------------------------------------
 
 #: Where the detectors take nms, batched_nms, roi_pool and roi_align from.
-OPS = ("torchvision", "lecture_lib")
+OPS = ("lecture_lib", "torchvision")
 
 
-def detection_ops(ops: str = "torchvision") -> SimpleNamespace:
+def detection_ops(ops: str = "lecture_lib") -> SimpleNamespace:
     """The four kernels the detectors call: ``nms``, ``batched_nms``, ``roi_pool``, ``roi_align``.
 
-    ``"lecture_lib"``: the readable versions of ``lecture_lib.nms`` / ``lecture_lib.roi`` (proven
-    equal to torchvision in ``tests/test_nms.py`` and ``tests/test_roi.py``); a Python loop per
-    kept box and big masked tensors, 20-40x slower on a CPU. ``"torchvision"`` (default): the same
-    operations as C++ kernels, so that the models train in minutes on two CPU cores. Both give
-    the same detections (``tests/test_models_detection.py`` checks it).
+    ``"lecture_lib"`` (default): the course's own ``lecture_lib.nms`` and ``lecture_lib.roi``,
+    vectorized and proven equal to torchvision (``tests/test_nms.py``, ``tests/test_roi.py``,
+    gradients included), fast enough that the chapter's detector trains within its budget on
+    them. ``"torchvision"``: the same operations as torchvision's C++ kernels, one switch away
+    (``FastRCNNConfig(ops="torchvision")``). Both give the same detections
+    (``tests/test_models_detection.py`` checks it).
     """
     if ops == "torchvision":
         return SimpleNamespace(nms=torchvision.ops.nms, batched_nms=torchvision.ops.batched_nms,
@@ -214,7 +215,7 @@ def postprocess_detections(class_logits: Tensor, box_deltas: Tensor, proposals: 
                            box_weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0),
                            score_threshold: float = 0.05, nms_threshold: float = 0.5,
                            detections_per_image: int = 100, min_size: float = 1e-2,
-                           ops: str = "torchvision") -> dict[str, Tensor]:
+                           ops: str = "lecture_lib") -> dict[str, Tensor]:
     """Turn the head's outputs on one image's proposals into final detections.
 
     softmax -> one decoded, clipped box per (proposal, object class) -> drop background, scores
@@ -281,7 +282,7 @@ class DetectorConfig:
             (IoU >= 0.5 is the object, background from ``bg_iou_low`` up, 25% positives).
         box_weights: ``encode_boxes`` weights of the regression targets.
         score_threshold, nms_threshold, detections_per_image: inference.
-        ops: ``"torchvision"`` or ``"lecture_lib"`` kernels (:func:`detection_ops`).
+        ops: ``"lecture_lib"`` (the course's kernels) or ``"torchvision"`` (:func:`detection_ops`).
     """
 
     num_classes: int = 5
@@ -298,7 +299,7 @@ class DetectorConfig:
     score_threshold: float = 0.05
     nms_threshold: float = 0.5
     detections_per_image: int = 100
-    ops: str = "torchvision"
+    ops: str = "lecture_lib"
 
     def __post_init__(self) -> None:
         check_detector_config(self, ("num_classes", "hidden", "window_stride", "batch_size_per_image",

@@ -42,7 +42,8 @@ from lecture_lib.checks import check_detection_targets, check_positive_int, chec
 from lecture_lib.train.loop import fit
 from lecture_lib.train.state import Callback, History, TrainState
 
-__all__ = ["FLIPS", "CLOCKS", "DetectorHistory", "BudgetSchedule", "flip_detection", "train_detector"]
+__all__ = ["FLIPS", "CLOCKS", "DetectorHistory", "BudgetSchedule", "flip_detection", "train_detector",
+           "detect", "evaluate_detector"]
 
 FLIPS = ("horizontal", "vertical")
 CLOCKS = ("cpu", "wall")
@@ -72,26 +73,32 @@ class DetectorHistory(History):
 
 def flip_detection(image: Tensor, target: dict, horizontal: bool = False, vertical: bool = False
                    ) -> tuple[Tensor, dict]:
-    """Mirror an image (Tensor[C, H, W]) and its target: boxes (x1, y1, x2, y2) and, if present,
-    instance ``masks`` (Tensor[N, H, W]). Other keys are kept as they are.
+    """Mirror an image (Tensor[C, H, W]) and its target: ``boxes`` (and ``proposals``, if present:
+    Tensor[N, 4] in (x1, y1, x2, y2)) and instance ``masks`` (Tensor[N, H, W]). Other keys are
+    kept as they are; the input is not changed.
 
     A box ``[x1, x2]`` of an image of width ``W`` becomes ``[W - x2, W - x1]`` (continuous pixel
     coordinates: pixel ``c`` covers ``[c, c + 1)`` and goes to ``W - 1 - c``).
     """
     height, width = image.shape[-2:]
     target = dict(target)
-    boxes = target["boxes"]
+    for key in ("boxes", "proposals"):
+        if key not in target:
+            continue
+        boxes = target[key]
+        if horizontal:
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        if vertical:
+            boxes = torch.stack([boxes[:, 0], height - boxes[:, 3], boxes[:, 2], height - boxes[:, 1]], dim=1)
+        target[key] = boxes
     if horizontal:
         image = image.flip(-1)
-        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
         if "masks" in target:
             target["masks"] = target["masks"].flip(-1)
     if vertical:
         image = image.flip(-2)
-        boxes = torch.stack([boxes[:, 0], height - boxes[:, 3], boxes[:, 2], height - boxes[:, 1]], dim=1)
         if "masks" in target:
             target["masks"] = target["masks"].flip(-2)
-    target["boxes"] = boxes
     return image, target
 
 
@@ -239,3 +246,56 @@ def train_detector(model: nn.Module, dataset, seconds: float, batch_size: int = 
     history.seconds, history.stop_reason = fitted.seconds, fitted.stop_reason
     history.images_seen = len(fitted.step_loss) * min(batch_size, len(dataset))
     return history
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def detect(model: nn.Module, images, batch_size: int = 25) -> list[dict]:
+    """The model's detections (eval mode, no gradients) on a list or tensor of images [3, H, W],
+    ``batch_size`` at a time; one dict per image, on the CPU."""
+    check_positive_int(batch_size, "batch_size")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    preds = []
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack(list(images[start:start + batch_size])).to(device)
+            preds += [{k: v.cpu() for k, v in p.items()} for p in model(batch)]
+    finally:
+        model.train(was_training)
+    return preds
+
+
+def evaluate_detector(model: nn.Module, dataset, batch_size: int = 25, masks: bool = False) -> dict:
+    """A detector's box (and mask) mAP on a data set of ``(image, target)`` items.
+
+    Returns:
+        ``{"voc_map_50"`` (VOC mAP at IoU 0.5, all-point AP, the devkit's matching),
+        ``"coco_map"`` (COCO mAP over IoU 0.50:0.95), ``"coco_map_50"``, ``"coco_map_75"``,
+        ``"voc_ap_per_class"`` ({label: AP@0.5}), ``"images"``, ``"objects"``,
+        ``"seconds_per_image"`` (wall-clock, batches of ``batch_size``)``}``; with ``masks=True``
+        (targets with ``"masks"``, a model that predicts them) also ``"mask_map"``,
+        ``"mask_map_50"``, ``"mask_map_75"`` (COCO's segmentation mAP).
+    """
+    from lecture_lib.metrics.detection import mean_average_precision
+    from lecture_lib.metrics.masks import mask_mean_average_precision
+
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items:
+        raise ValueError("dataset must hold at least one image, got an empty dataset")
+    images, targets = [image for image, _ in items], [target for _, target in items]
+    start = time.perf_counter()
+    preds = detect(model, images, batch_size)
+    seconds = (time.perf_counter() - start) / len(images)
+    voc = mean_average_precision(preds, targets, method="voc")
+    coco = mean_average_precision(preds, targets, method="coco")
+    scores = {"voc_map_50": voc["map"], "coco_map": coco["map"], "coco_map_50": coco["map_50"],
+              "coco_map_75": coco["map_75"], "voc_ap_per_class": {int(k): v for k, v in voc["map_per_class"].items()},
+              "images": len(images), "objects": sum(len(t["boxes"]) for t in targets), "seconds_per_image": seconds}
+    if masks:
+        segm = mask_mean_average_precision(preds, targets)
+        scores.update(mask_map=segm["map"], mask_map_50=segm["map_50"], mask_map_75=segm["map_75"])
+    return scores
