@@ -478,22 +478,28 @@ def _explain_target(t, where: str) -> None:
 
 
 def _targets_extra(targets, counts: list) -> dict:
-    """Flat ``difficult``, ``iscrowd`` and ``area`` of all objects (defaults where an image has none)."""
+    """Flat ``difficult``, ``iscrowd`` and ``area`` of all objects, checked (defaults where an image
+    has none: not difficult, not a crowd, NaN area, i.e. the box's)."""
+    keys = {"difficult": torch.bool, "iscrowd": torch.bool, "area": torch.float64}
+    parts = {key: [] for key in keys}
+    for i, (t, n) in enumerate(zip(targets, counts)):
+        if len(t) > 2:
+            _check_targets_extra(t, f"targets[{i}]", n)
+        for key, values in parts.items():
+            v = t.get(key)
+            values.append(v.cpu() if v is not None else None)
     out = {}
-    for key, dtype in (("difficult", torch.bool), ("iscrowd", torch.bool), ("area", torch.float64)):
-        if not any(key in t and t[key] is not None for t in targets):
+    for key, dtype in keys.items():
+        if all(v is None for v in parts[key]):
             out[key] = None
             continue
-        parts = []
-        for t, n in zip(targets, counts):
-            v = t.get(key)
-            parts.append(torch.full((n,), math.nan) if v is None and key == "area"
-                         else torch.zeros(n, dtype=dtype) if v is None else v.cpu())
-        values = torch.cat([v.to(torch.float64) if key == "area" else v for v in parts])
+        filled = [(torch.full((n,), math.nan, dtype=torch.float64) if key == "area" else torch.zeros(n, dtype=dtype))
+                  if v is None else (v.to(torch.float64) if key == "area" else v) for v, n in zip(parts[key], counts)]
+        values = torch.cat(filled)
         if key == "iscrowd" and values.dtype != torch.bool:
             bad = (values != 0) & (values != 1)
             if bool(bad.any()):
-                i = int(torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))[bad.nonzero()[0, 0]])
+                i = int(_image_of(counts)[bad.nonzero()[0, 0]])
                 raise ValueError(f"targets[{i}]['iscrowd'] must hold 0 or 1, got {targets[i]['iscrowd'].tolist()}")
             values = values != 0
         out[key] = values.to(dtype)
@@ -540,9 +546,7 @@ def _flatten_boxes(preds, targets, plus_one: bool) -> tuple[dict, dict, Tensor, 
             b, c = t["boxes"], t["labels"]
             n = b.shape[0]
             ok = b.dim() == 2 and b.shape[1] == 4 and c.shape == (n,) and b.dtype in _REAL and c.dtype in _INT
-            if len(t) > 2:
-                extra = True
-                _check_targets_extra(t, f"targets[{i}]", n)
+            extra = extra or len(t) > 2  # difficult / iscrowd / area: checked with their concatenation
         except (TypeError, KeyError, AttributeError, IndexError):
             ok = False
         if not ok:
@@ -724,10 +728,8 @@ def _evaluate(det: dict, gt: dict, pair_iou, num_images: int, thresholds: np.nda
     iou = pair_iou(order[pair_det], gt_order[pair_gt])
     found = match_ranked(pair_det, pair_gt, iou, group, g_group, g_ignore, g_crowd, thresholds,
                          "coco" if coco else "voc")
-    cand, took = found.det, found.gt  # [C] (in class order), [A, T, C]
-    hit = took >= 0
-    on_ignored = g_ignore.gather(1, took.clamp(min=0).reshape(num_a, -1)).view(took.shape) & hit
-    tp = hit & ~on_ignored
+    cand, hit = found.det, found.hit  # [C] (in class order), [A, T, C]
+    tp = hit & ~found.on_ignored
     counted = tp | (~hit & ~d_outside[:, cand][:, None])  # a TP or a FP, i.e. not ignored
 
     # 3. Per class, its ranked list over all images. Only true positives move the curve, so it is

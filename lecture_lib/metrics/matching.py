@@ -43,16 +43,28 @@ _SHORTCUT = True  # resolve groups without choices in one step (tests turn it of
 
 @dataclass
 class Matches:
-    """What ``match_ranked`` found.
+    """What ``match_ranked`` found, for the detections that reach some object at the lowest
+    threshold (every other detection matched nothing anywhere).
 
-    ``det`` (Tensor[C] int64): the detections that reach some object at the lowest threshold,
-    in increasing order; every other detection matched nothing anywhere.
-    ``gt`` (Tensor[A, T, C] int64): the object each of them took, per ignore setting ``a`` and
-    threshold ``t``; -1 when none.
+    ``det`` (Tensor[C] int64): those detections, in increasing order.
+    ``hit`` (Tensor[A, T, C] bool): took an object, per ignore setting ``a`` and threshold ``t``.
+    ``on_ignored`` (Tensor[A, T, C] bool): the object it took is ignored in setting ``a``.
+    ``gt`` (Tensor[A, T, C] int64, built when asked for): the object taken, -1 when none.
     """
 
     det: Tensor
-    gt: Tensor
+    hit: Tensor
+    on_ignored: Tensor
+    single: Tensor  # Tensor[C]: the one object a detection could take, -1 when it had a choice
+    chosen: Tensor  # Tensor[A, T, B]: the objects taken by the B detections that had a choice
+
+    @property
+    def gt(self) -> Tensor:
+        gt = torch.where(self.hit, self.single, torch.tensor(_NONE))
+        choice = self.single < 0
+        if bool(choice.any()):
+            gt[:, :, choice] = self.chosen
+        return gt
 
 
 def pairs_in_groups(det_group: Tensor, gt_group: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,35 +134,47 @@ def match_ranked(pair_det: Tensor, pair_gt: Tensor, pair_iou: Tensor, det_group:
         first.scatter_reduce_(0, pair_det[on_best], torch.arange(len(pair_det))[on_best], "amin")
         keep = first[first < len(pair_det)]
         keep = keep[bits[keep] > lowest]
-        return _first_claim(pair_det[keep], pair_gt[keep], bits[keep], gt_ignore, gt_crowd, thr_bits, rule)
+        det, obj, hit = _first_claim(pair_det[keep], pair_gt[keep], bits[keep], gt_ignore, gt_crowd, thr_bits, rule)
+        return Matches(det, hit, hit & gt_ignore[:, obj][:, None], obj, torch.zeros(num_settings, num_t, 0,
+                                                                                    dtype=torch.long))
     keep = bits >= lowest
     pair_det, pair_gt, bits = pair_det[keep], pair_gt[keep], bits[keep]
     # A group is "simple" when none of its detections has two objects to choose from.
     choices = torch.bincount(pair_det, minlength=len(det_group))
     busy_groups = torch.unique(det_group[choices > 1] if _SHORTCUT else det_group)
     busy = torch.isin(det_group[pair_det], busy_groups)
-    simple = _first_claim(pair_det[~busy], pair_gt[~busy], bits[~busy], gt_ignore, gt_crowd, thr_bits, rule)
-    if not bool(busy.any()):
-        return simple
-    loop = _greedy(pair_det[busy], pair_gt[busy], bits[busy], det_group, gt_group, gt_ignore, gt_crowd, thr_bits)
-    det, order = torch.sort(torch.cat([simple.det, loop.det]))
+    det_s, obj_s, hit_s = _first_claim(pair_det[~busy], pair_gt[~busy], bits[~busy], gt_ignore, gt_crowd, thr_bits,
+                                       rule)  # hit_s: [1, T, Cs], the same in every setting
+    det_b, chosen = _greedy(pair_det[busy], pair_gt[busy], bits[busy], det_group, gt_group, gt_ignore, gt_crowd,
+                            thr_bits)
+    if len(det_b) == 0:
+        return Matches(det_s, hit_s.expand(num_settings, -1, -1), hit_s & gt_ignore[:, obj_s][:, None], obj_s, chosen)
+    det, order = torch.sort(torch.cat([det_s, det_b]))
     where = torch.empty_like(order)
     where[order] = torch.arange(len(order))
-    gt = torch.empty(num_settings, num_t, len(det), dtype=torch.int64)
-    gt[:, :, where[:len(simple.det)]] = simple.gt
-    gt[:, :, where[len(simple.det):]] = loop.gt
-    return Matches(det, gt)
+    simple_at, busy_at = where[:len(det_s)], where[len(det_s):]
+    single = torch.full((len(det),), _NONE, dtype=torch.int64)
+    single[simple_at] = obj_s
+    hit = torch.empty(num_settings, num_t, len(det), dtype=torch.bool)
+    hit[:, :, simple_at] = hit_s
+    hit[:, :, busy_at] = chosen >= 0
+    on_ignored = torch.empty_like(hit)
+    on_ignored[:, :, simple_at] = hit_s & gt_ignore[:, obj_s][:, None]
+    on_ignored[:, :, busy_at] = (chosen >= 0) & gt_ignore.gather(1, chosen.clamp(min=0).reshape(num_settings, -1)
+                                                                 ).view(chosen.shape)
+    return Matches(det, hit, on_ignored, single, chosen)
 
 
-def _first_claim(pair_det, pair_gt, bits, gt_ignore, gt_crowd, thr_bits, rule) -> Matches:
+def _first_claim(pair_det, pair_gt, bits, gt_ignore, gt_crowd, thr_bits, rule) -> tuple[Tensor, Tensor, Tensor]:
     """Matching when each detection has (at most) one object to go for: at every threshold, the
     first detection by rank that reaches an object takes it; later ones find it taken, unless it
     is never used up (a crowd region; for "voc" any ignored object).
 
-    The pairs hold one pair per detection, sorted by detection.
+    The pairs hold one pair per detection, sorted by detection. Returns (detections, their
+    object, took it: Tensor[1 or A, T, C] bool).
     """
-    num_settings = gt_ignore.shape[0]
-    by_gt = torch.argsort(pair_gt * (int(pair_det.max()) + 1 if len(pair_det) else 1) + pair_det)
+    key = pair_gt * (int(pair_det.max()) + 1 if len(pair_det) else 1) + pair_det  # distinct: one pair a detection
+    by_gt = torch.from_numpy(np.argsort(key.numpy()))
     gts, b = pair_gt[by_gt], bits[by_gt]
     reach = b[None] >= thr_bits[:, None] if rule == "coco" else b[None] > thr_bits[:, None]  # [T, C]
     # the first reaching detection of each object: the running count of reaching ones is 1
@@ -162,18 +186,22 @@ def _first_claim(pair_det, pair_gt, bits, gt_ignore, gt_crowd, thr_bits, rule) -
         took = (reach & (first | gt_crowd[gts]))[None]  # [1, T, C]: the same for every setting
     else:
         took = reach[None] & (first[None] | gt_ignore[:, gts][:, None])  # [A, T, C]
-    gt = torch.where(took, gts, torch.tensor(_NONE))[:, :, torch.argsort(by_gt)]
-    return Matches(pair_det, gt.expand(num_settings, -1, -1))
+    back = torch.empty_like(by_gt)
+    back[by_gt] = torch.arange(len(by_gt))
+    return pair_det, pair_gt, took[:, :, back]
 
 
-def _greedy(pair_det, pair_gt, bits, det_group, gt_group, gt_ignore, gt_crowd, thr_bits) -> Matches:
+def _greedy(pair_det, pair_gt, bits, det_group, gt_group, gt_ignore, gt_crowd, thr_bits) -> tuple[Tensor, Tensor]:
     """pycocotools' loop, all busy groups, settings and thresholds at once: rank after rank,
     each detection takes the free object with the highest IoU >= t (the later one on ties),
     ordinary objects before ignored ones.
 
-    Only pairs with IoU >= the lowest threshold come in (the others never count).
+    Only pairs with IoU >= the lowest threshold come in (the others never count). Returns (the
+    detections, the object each took: Tensor[A, T, B] int64, -1 for none).
     """
     num_settings, num_t = gt_ignore.shape[0], len(thr_bits)
+    if len(pair_det) == 0:
+        return pair_det, torch.zeros(num_settings, num_t, 0, dtype=torch.long)
     dets = torch.unique_consecutive(pair_det)
     d_group = det_group[dets]
     by_group = torch.argsort(d_group, stable=True)  # a group's detections need not be adjacent
@@ -223,4 +251,4 @@ def _greedy(pair_det, pair_gt, bits, det_group, gt_group, gt_ignore, gt_crowd, t
         use_up = found & ~crowd[slots, col]
         taken[:, :, :m].scatter_(3, torch.where(use_up, col, width)[..., None], True)
         out[:, :, det_at[:m, r]] = torch.where(found, gt_at[slots, col], torch.tensor(_NONE))
-    return Matches(dets, out)
+    return dets, out
