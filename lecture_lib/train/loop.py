@@ -47,8 +47,9 @@ from lecture_lib.train.evaluate import _batch_size, _default_forward, _to_device
 from lecture_lib.train.progress import ProgressBars, close_transient
 from lecture_lib.train.state import Callback, History, TrainState
 
-__all__ = ["Callback", "History", "TrainState", "accuracy", "evaluate", "fit", "train_one_epoch"]
-__all__ += ["close_transient"]  # re-exported: lecture_lib.train's public name since the bars were here
+# fit and its parts, plus the names lecture_lib.train has always imported from here
+__all__ = ["fit", "train_one_epoch", "StepRecipe", "Callback", "History", "TrainState", "accuracy", "evaluate",
+           "close_transient"]
 
 _SCHEDULER_INTERVALS = ("epoch", "batch")
 
