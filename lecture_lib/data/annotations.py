@@ -187,7 +187,8 @@ def read_coco(path, masks: bool = False) -> Annotations:
     classes = {}
     for i, c in enumerate(data["categories"]):
         if not isinstance(c, dict) or isinstance(c.get("id"), bool) or not isinstance(c.get("id"), int):
-            _fail(path, f"categories[{i}].id", f"expected an integer id, got {c.get('id') if isinstance(c, dict) else c!r}")
+            got = c.get("id") if isinstance(c, dict) else c
+            _fail(path, f"categories[{i}].id", f"expected an integer id, got {got!r}")
         classes[c["id"]] = str(c.get("name", c["id"]))
     images, index = [], {}
     for i, im in enumerate(data["images"]):
@@ -546,7 +547,8 @@ def read_voc(path, classes: list | None = None) -> Annotations:
         for name, _, _, line in objects:
             if name not in lookup:
                 _fail(file, f"line {line}: <name>", f"unknown class {name!r}: expected one of {names}")
-        images.append({"id": file.stem, "file_name": filename, "width": dims.get("width"), "height": dims.get("height")})
+        images.append({"id": file.stem, "file_name": filename, "width": dims.get("width"),
+                       "height": dims.get("height")})
         targets.append(_target([o[1] for o in objects], [lookup[o[0]] for o in objects],
                                difficult=torch.tensor([o[2] for o in objects], dtype=torch.bool)))
     return Annotations(images, targets, dict(enumerate(names)))
@@ -606,7 +608,8 @@ def read_voc_results(path, images: list, classes: dict) -> list:
             if fields[0] not in index:
                 _fail(file, f"line {n}", f"image {fields[0]!r} is not an image of the ground truth")
             score = _parse_number(fields[1], file, f"line {n}: score")
-            box = [_parse_number(v, file, f"line {n}: {k}") for k, v in zip(("xmin", "ymin", "xmax", "ymax"), fields[2:])]
+            box = [_parse_number(v, file, f"line {n}: {k}")
+                   for k, v in zip(("xmin", "ymin", "xmax", "ymax"), fields[2:])]
             if box[2] < box[0] or box[3] < box[1]:
                 _fail(file, f"line {n}", f"expected xmin <= xmax and ymin <= ymax, got {box}")
             rows[index[fields[0]]].append((box, score, label))
