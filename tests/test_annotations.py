@@ -115,7 +115,6 @@ def test_voc_round_trip(tmp_path, seed):
         assert _rows(g) == _rows(p)
 
 
-@pytest.mark.parametrize("seed", range(5))
 def _rows(d):
     return sorted(zip(d["labels"].tolist(), d["scores"].double().tolist(), d["boxes"].double().tolist()))
 
