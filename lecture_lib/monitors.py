@@ -66,6 +66,7 @@ RATIO_TOO_LOW: float = RATIO_TARGET / (RATIO_TOO_HIGH / RATIO_TARGET)  # as far 
 _BOUNDS = {nn.Tanh: (-1.0, 1.0), nn.Sigmoid: (0.0, 1.0), nn.Hardtanh: (-1.0, 1.0), nn.Softsign: (-1.0, 1.0)}
 _NONLINEARITIES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Softsign)
 _GRAD_BINS = np.linspace(-12.0, 2.0, 57)  # log10 |g|, fixed so that histograms line up over time
+_MARKERS = "os^vDP*X"  # one per line: colour is never the only thing that tells layers apart
 
 
 def _check_every(every: int) -> int:
@@ -572,9 +573,10 @@ def plot_accuracy(history: History, ax=None):
 
 def _plot_stat_lines(ax, steps, stats: dict[str, dict[str, list[float]]], stat: str, labels: dict[str, str]):
     """One line per layer; for ``median`` the quartiles q1..q3 shaded around it (centre and breadth)."""
-    for name, row in stats.items():
+    for k, (name, row) in enumerate(stats.items()):
         n = len(row[stat])
-        line = ax.plot(steps[:n], row[stat], label=labels[name])[0]
+        line = ax.plot(steps[:n], row[stat], marker=_MARKERS[k % len(_MARKERS)], markevery=max(1, n // 8), ms=4,
+                       label=labels[name])[0]
         if stat == "median":
             ax.fill_between(steps[:n], row["q1"], row["q3"], color=line.get_color(), alpha=0.2, lw=0)
 
@@ -648,14 +650,14 @@ def plot_feature_profile(monitor: ActivationStats | GradientStats, record: int =
     """
     ax = _axis(ax)
     what = "activations" if isinstance(monitor, ActivationStats) else "weight gradients"
-    for name, profiles in monitor.profiles.items():
+    for k, (name, profiles) in enumerate(monitor.profiles.items()):
         if not profiles:
             continue
         profile = profiles[record]
         zeros = int(np.sum(profile == 0))
         label = name if not isinstance(monitor, ActivationStats) else f"{name} ({monitor.kinds.get(name, '?')})"
-        ax.plot(np.arange(len(profile)), np.where(profile > 0, profile, np.nan), ".-", ms=3,
-                label=label + (f", {zeros} at 0" if zeros else ""))
+        ax.plot(np.arange(len(profile)), np.where(profile > 0, profile, np.nan), marker=_MARKERS[k % len(_MARKERS)],
+                markevery=max(1, len(profile) // 8), ms=4, label=label + (f", {zeros} at 0" if zeros else ""))
     step = monitor.steps[record] if monitor.steps else 0
     ax.set_yscale("log")
     ax.set(title=f"Units ranked by magnitude of their {what} (step {step})", xlabel="rank of the unit (0 = largest)",
@@ -684,9 +686,10 @@ def plot_activation_histograms(monitor: ActivationStats, record: int = -1, ax=No
     """Distribution of each layer's activations at one record (CS231n's per-layer histograms)."""
     ax = _axis(ax)
     centers = (monitor.bins[:-1] + monitor.bins[1:]) / 2
-    for name, hists in monitor.hists.items():
+    for k, (name, hists) in enumerate(monitor.hists.items()):
         counts = hists[record]
-        ax.plot(centers, counts / max(counts.sum(), 1), label=f"{name} ({monitor.kinds.get(name, '?')})")
+        ax.plot(centers, counts / max(counts.sum(), 1), marker=_MARKERS[k % len(_MARKERS)], ms=3,
+                label=f"{name} ({monitor.kinds.get(name, '?')})")
     step = monitor.steps[record] if monitor.steps else 0
     ax.set(title=f"Activation distribution per layer (step {step})", xlabel="activation value",
            ylabel="fraction of values")
@@ -726,10 +729,9 @@ def plot_update_ratio(monitor: UpdateRatio, ax=None, legend: bool = True):
     ax.axhspan(RATIO_TOO_LOW, RATIO_TOO_HIGH, color="green", alpha=0.12,
                label=f"good: {RATIO_TOO_LOW:.0e} to {RATIO_TOO_HIGH:.0e}")
     ax.axhline(RATIO_TARGET, color="green", ls="--", lw=1, label=f"lecture: want ~{RATIO_TARGET:.0e}")
-    markers = "os^vDP*X"
     for k, (name, ratios) in enumerate(monitor.ratios.items()):
         steps = monitor.steps[:len(ratios)]
-        ax.plot(steps, ratios, marker=markers[k % len(markers)], markevery=max(1, len(steps) // 8), ms=4, label=name)
+        ax.plot(steps, ratios, marker=_MARKERS[k % len(_MARKERS)], markevery=max(1, len(steps) // 8), ms=4, label=name)
     ax.set_yscale("log")
     ax.set(title="Update / weight ratio per layer", xlabel="optimizer step", ylabel="||ΔW|| / ||W||")
     if legend:
