@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lecture_lib.boxes import _check_boxes
+from lecture_lib.boxes import _check_boxes, _one_cpu_thread
 
 __all__ = ["roi_pool", "roi_pool_loop", "roi_align", "roi_align_loop", "boxes_to_rois"]
 
@@ -150,6 +150,7 @@ def roi_pool_loop(input: Tensor, boxes: Tensor | list[Tensor], output_size: int 
     return torch.stack(regions)
 
 
+@_one_cpu_thread
 def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
              spatial_scale: float = 1.0) -> Tensor:
     """RoI max pooling (Girshick 2015, Fast R-CNN).
@@ -186,8 +187,8 @@ def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tup
     bin_w = (x_hi - x_lo)[:, None, :].expand(shape).reshape(-1)
     size_key = torch.where((bin_h > 0) & (bin_w > 0), bin_h * (width + 1) + bin_w, -1)  # -1: empty bin
     features = input.contiguous(memory_format=torch.channels_last)  # a cell's channels side by side
-    out = input.new_zeros(num_rois * pooled_h * pooled_w, channels)  # empty bins stay 0
     row_maxima = {}  # bin width -> max over every 1 x width window
+    bins, maxima = [], []
     for key in torch.unique(size_key).tolist():
         if key < 0:
             continue
@@ -195,8 +196,12 @@ def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tup
         if w not in row_maxima:
             row_maxima[w] = F.max_pool2d(features, (1, w), stride=1)
         window_maxima = F.max_pool2d(row_maxima[w], (h, 1), stride=1)  # [N, C, H - h + 1, W - w + 1]
-        bins = torch.where(size_key == key)[0]
-        out.index_put_((bins,), window_maxima[image[bins], :, top[bins], left[bins]])
+        bins.append(torch.where(size_key == key)[0])
+        maxima.append(window_maxima[image[bins[-1]], :, top[bins[-1]], left[bins[-1]]])  # [bins of that size, C]
+    # every bin's row at once (one write, so that the backward pass copies the gradient once)
+    out = input.new_zeros(num_rois * pooled_h * pooled_w, channels)  # empty bins stay 0
+    if bins:
+        out = out.index_put((torch.cat(bins),), torch.cat(maxima))
     return out.reshape(num_rois, pooled_h, pooled_w, channels).permute(0, 3, 1, 2)
 
 
@@ -288,6 +293,7 @@ def roi_align_loop(input: Tensor, boxes: Tensor | list[Tensor], output_size: int
     return torch.stack(regions)
 
 
+@_one_cpu_thread
 def roi_align(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
               spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """RoI align (He et al. 2017, Mask R-CNN): bilinear samples averaged per bin, no rounding.

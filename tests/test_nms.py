@@ -303,3 +303,19 @@ def test_bad_input(nms_fn):
         batched_nms(boxes, scores, torch.tensor([0.0, 1.0]), 0.5)
     with pytest.raises(TypeError, match="idxs must be a torch.Tensor"):
         batched_nms(boxes, scores, [0, 1], 0.5)
+
+
+def test_nms_runs_on_one_thread_and_restores_the_callers_count():
+    # like torchvision's CPU kernel; the caller's setting comes back, also after an error
+    g = torch.Generator().manual_seed(2)
+    boxes, scores = clustered_boxes(300, g), torch.rand(300, generator=g)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.equal(nms(boxes, scores, 0.5), tvops.nms(boxes, scores, 0.5))
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            nms(boxes, scores, 2.0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
