@@ -1,0 +1,397 @@
+"""Detection before CNNs: HoG features, dense multi-scale sliding windows, a linear classifier.
+
+The lecture's recap of object detection: "Before CNNs: dense multiscale sliding window (HoG,
+DPM)". This file is that pipeline, small (Dalal & Triggs 2005; DPM, Felzenszwalb et al. 2010,
+adds deformable parts, which we leave out):
+
+* **HoG features** (``skimage.feature.hog``): the image is cut into ``cell x cell`` pixel cells;
+  each cell votes its gradient orientations into a histogram of ``orientations`` bins, and
+  histograms are normalised over overlapping ``block x block`` cell blocks (L2-Hys).
+* **dense multi-scale windows**: a *feature pyramid*, HoG computed once per rescaled copy of the
+  image (``scales``); every window of ``window x window`` pixels at every cell position of every
+  level is a slice of that level's block array, so no window is featurised twice. A window at
+  scale ``s`` covers ``window / s`` image pixels: small scales find large objects.
+* a **linear classifier** (``sklearn.svm.LinearSVC``, one-vs-rest over background + classes),
+  trained on the object windows, random background windows and one round of *hard negatives*
+  (background windows the first classifier scored as objects), as Dalal & Triggs did;
+* a linear box predictor (``sklearn.linear_model.Ridge`` on the same features, DPM's "bounding
+  box prediction"), regressing the object box relative to the window's inner box with
+  ``lecture_lib.boxes.encode_boxes``;
+* per-class NMS over all windows and scales (``lecture_lib.nms.batched_nms``).
+
+Windows carry a context margin (``margin`` pixels on each side, as Dalal & Triggs' 64 x 128
+person windows do): a window *detects* its inner ``(window - 2 * margin)`` square.
+
+Output format = the course's detectors: ``{"boxes": [N, 4], "scores": [N], "labels": [N]}`` per
+image, labels ``1..C`` (0 is the background), so ``lecture_lib.metrics.detection`` scores it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lecture_lib.boxes import box_iou, clip_boxes_to_image, decode_boxes, encode_boxes
+from lecture_lib.nms import batched_nms
+from lecture_lib.roi import roi_align
+
+__all__ = ["HogConfig", "hog_features", "feature_pyramid", "window_boxes", "dense_windows", "window_features",
+           "inner_boxes", "HogDetector"]
+
+
+@dataclass
+class HogConfig:
+    """Features, windows and training of a :class:`HogDetector`.
+
+    Attributes:
+        window: side of the square window in pixels of a pyramid level (the classifier's input).
+        margin: context pixels on each side of a window; the detected box is the inner square.
+        cell: HoG cell side in pixels (``pixels_per_cell``); windows step by one cell.
+        block: cells per normalisation block side (``cells_per_block``).
+        orientations: orientation bins per cell.
+        scales: the pyramid's resize factors of the image (> 0; > 1 upsamples for small objects).
+        C: inverse regularisation strength of the linear SVM.
+        ridge_alpha: regularisation of the linear box predictor.
+        jitters: shifted / scaled copies of each training object (besides the exact window).
+        negatives_per_image: random background windows per training image.
+        hard_negatives_per_image: background windows scored as objects, per image and round.
+        hard_negative_rounds: retraining rounds with hard negatives.
+        negative_cache_per_image: further background windows per image kept (as float16) for
+            the hard-negative rounds to choose from.
+        score_threshold: windows whose best object class scores below this are dropped (the
+            SVM's decision values; below 0 keeps windows the SVM calls background by a small
+            margin, which raises the recall that average precision rewards).
+        nms_threshold: IoU above which per-class NMS removes the weaker window.
+        max_detections: kept per image, best first.
+        seed: of the sampling of jitters and negatives.
+    """
+
+    window: int = 24
+    margin: int = 4
+    cell: int = 4
+    block: int = 2
+    orientations: int = 9
+    scales: tuple[float, ...] = (1.4, 1.0, 0.7, 0.5)
+    C: float = 0.01
+    ridge_alpha: float = 10.0
+    jitters: int = 2
+    negatives_per_image: int = 10
+    hard_negatives_per_image: int = 20
+    hard_negative_rounds: int = 2
+    negative_cache_per_image: int = 60
+    score_threshold: float = -1.0
+    nms_threshold: float = 0.5
+    max_detections: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("window", "cell", "block", "orientations", "max_detections"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("jitters", "negatives_per_image", "hard_negatives_per_image", "hard_negative_rounds",
+                     "negative_cache_per_image", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.window % self.cell:
+            raise ValueError(f"window must be a multiple of cell, got window {self.window}, cell {self.cell}")
+        if self.window // self.cell < self.block:
+            raise ValueError(f"window must hold at least block = {self.block} cells, got {self.window // self.cell}")
+        if not isinstance(self.margin, int) or not 0 <= 2 * self.margin < self.window:
+            raise ValueError(f"margin must be an int in [0, window / 2), got {self.margin!r}")
+        if len(self.scales) == 0 or not all(s > 0 for s in self.scales):
+            raise ValueError(f"scales must be positive numbers, got {self.scales!r}")
+        if not self.C > 0 or not self.ridge_alpha >= 0:
+            raise ValueError(f"C must be > 0 and ridge_alpha >= 0, got {self.C!r}, {self.ridge_alpha!r}")
+        if not 0 <= self.nms_threshold <= 1:
+            raise ValueError(f"nms_threshold must be in [0, 1], got {self.nms_threshold!r}")
+
+    @property
+    def blocks_per_window(self) -> int:
+        """Blocks along a window side (blocks overlap: they step by one cell)."""
+        return self.window // self.cell - self.block + 1
+
+    @property
+    def num_features(self) -> int:
+        """Length of one window's HoG vector."""
+        return self.blocks_per_window**2 * self.block**2 * self.orientations
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a Tensor[3, H, W], got {shape}")
+
+
+def _hog_blocks(pixels: np.ndarray, config: HogConfig) -> np.ndarray:
+    """skimage's HoG of an ``[H, W, 3]`` array as blocks ``[rows, cols, block, block, orientations]``."""
+    from skimage.feature import hog
+
+    return hog(pixels, orientations=config.orientations, pixels_per_cell=(config.cell, config.cell),
+               cells_per_block=(config.block, config.block), block_norm="L2-Hys", channel_axis=-1,
+               feature_vector=False)
+
+
+def hog_features(crops: Tensor, config: HogConfig) -> np.ndarray:
+    """HoG vector of each window-sized crop.
+
+    Args:
+        crops (Tensor[N, 3, window, window]): images in [0, 1].
+
+    Returns:
+        np.ndarray[N, config.num_features] (float64), in the order of ``hog(..., feature_vector=True)``.
+    """
+    w = config.window
+    if not isinstance(crops, Tensor) or crops.dim() != 4 or crops.shape[1:] != (3, w, w):
+        shape = list(crops.shape) if isinstance(crops, Tensor) else type(crops).__name__
+        raise ValueError(f"crops must have shape [N, 3, {w}, {w}], got {shape}")
+    pixels = crops.detach().permute(0, 2, 3, 1).double().cpu().numpy()
+    out = np.empty((len(pixels), config.num_features))
+    for k, crop in enumerate(pixels):
+        out[k] = _hog_blocks(crop, config).ravel()
+    return out
+
+
+@dataclass
+class PyramidLevel:
+    """One level of a feature pyramid: the image resized by ``scale`` and its HoG blocks."""
+
+    scale: float
+    size: tuple[int, int]
+    blocks: np.ndarray = field(repr=False)
+
+
+def feature_pyramid(image: Tensor, config: HogConfig) -> list[PyramidLevel]:
+    """HoG blocks of the image at every scale of ``config.scales`` (levels smaller than a window are skipped)."""
+    _check_image(image)
+    levels = []
+    height, width = image.shape[1:]
+    for scale in config.scales:
+        size = (round(height * scale), round(width * scale))
+        if min(size) < config.window:
+            continue
+        resized = image[None].float()
+        if size != (height, width):
+            resized = F.interpolate(resized, size=size, mode="bilinear", align_corners=False,
+                                    antialias=scale < 1)
+        pixels = resized[0].clamp(0, 1).permute(1, 2, 0).double().cpu().numpy()
+        levels.append(PyramidLevel(scale, size, _hog_blocks(pixels, config)))
+    return levels
+
+
+def window_boxes(image_size: tuple[int, int], config: HogConfig) -> Tensor:
+    """The boxes of all windows of :func:`dense_windows` (level by level, row by row), without features.
+
+    Args:
+        image_size: ``(height, width)`` of the image.
+
+    Returns:
+        Tensor[M, 4]: window boxes in image pixels; the window at cell ``(i, j)`` of the level
+        with scale ``s`` starts at ``(j, i) * cell / s`` and is ``window / s`` pixels wide.
+    """
+    height, width = image_size
+    per_window = config.window // config.cell
+    boxes = []
+    for scale in config.scales:
+        size = (round(height * scale), round(width * scale))
+        if min(size) < config.window:
+            continue
+        rows, cols = size[0] // config.cell - per_window + 1, size[1] // config.cell - per_window + 1
+        ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        x1 = xs.flatten().double() * config.cell / scale
+        y1 = ys.flatten().double() * config.cell / scale
+        side = config.window / scale
+        boxes.append(torch.stack([x1, y1, x1 + side, y1 + side], 1).float())
+    return torch.cat(boxes) if boxes else torch.empty(0, 4)
+
+
+def dense_windows(image: Tensor, config: HogConfig) -> tuple[np.ndarray, Tensor]:
+    """Every window of every pyramid level: HoG vectors and window boxes in image pixels.
+
+    A window at block position ``(i, j)`` of a level with scale ``s`` starts at
+    ``(j * cell, i * cell) / s`` and is ``window / s`` pixels wide.
+
+    Returns:
+        ``(features np.ndarray[M, D], boxes Tensor[M, 4])``: ``M`` windows over all levels.
+    """
+    nb = config.blocks_per_window
+    features = []
+    for level in feature_pyramid(image, config):
+        rows, cols = level.blocks.shape[0] - nb + 1, level.blocks.shape[1] - nb + 1
+        # [rows, cols, b, b, o, nb, nb] -> [rows, cols, nb, nb, b, b, o]: the order of a crop's hog vector
+        view = np.lib.stride_tricks.sliding_window_view(level.blocks, (nb, nb), axis=(0, 1))
+        features.append(view.transpose(0, 1, 5, 6, 2, 3, 4).reshape(rows * cols, -1))
+    boxes = window_boxes(tuple(image.shape[1:]), config)
+    if not features:
+        return np.empty((0, config.num_features)), boxes
+    return np.concatenate(features), boxes
+
+
+def inner_boxes(windows: Tensor, config: HogConfig) -> Tensor:
+    """The box a window detects: the window without its context margin (Tensor[M, 4])."""
+    shrink = (windows[:, 2:] - windows[:, :2]) * (config.margin / config.window)
+    return torch.cat([windows[:, :2] + shrink, windows[:, 2:] - shrink], 1)
+
+
+def _windows_around(boxes: Tensor, config: HogConfig) -> Tensor:
+    """The square window whose inner box is the square around each box (same centre, side = max(w, h))."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = (boxes[:, 2:] - boxes[:, :2]).max(1).values * config.window / (config.window - 2 * config.margin)
+    half = torch.stack([side, side], 1) / 2
+    return torch.cat([centre - half, centre + half], 1)
+
+
+def _crop(image: Tensor, windows: Tensor, config: HogConfig, context: int = 0) -> Tensor:
+    """Resample each window of the image to ``window x window`` pixels (bilinear, RoI Align), with
+    ``context`` extra pixels (at that resolution) on each side."""
+    size = config.window + 2 * context
+    if len(windows) == 0:
+        return image.new_zeros(0, 3, size, size)
+    pad = (windows[:, 2:] - windows[:, :2]) * (context / config.window)
+    grown = torch.cat([windows[:, :2] - pad, windows[:, 2:] + pad], 1)
+    # adaptive sampling: one sample per output pixel at scale 1 (an exact copy), more when shrinking
+    return roi_align(image[None].float(), [grown.float()], size, sampling_ratio=-1, aligned=True).clamp(0, 1)
+
+
+def window_features(image: Tensor, windows: Tensor, config: HogConfig) -> np.ndarray:
+    """HoG vectors of arbitrary windows of one image, computed like :func:`dense_windows` computes them.
+
+    Each window is resampled with one cell of context on every side and only its own blocks are
+    kept, so the gradients at its border see the neighbouring pixels, as they do in a feature
+    pyramid (a bare crop would see none, and a classifier could tell training crops from
+    test windows by their borders alone).
+
+    Args:
+        image (Tensor[3, H, W]): the image.
+        windows (Tensor[M, 4]): square windows ``(x1, y1, x2, y2)`` in image pixels.
+
+    Returns:
+        np.ndarray[M, config.num_features].
+    """
+    _check_image(image)
+    crops = _crop(image, windows, config, context=config.cell)
+    nb = config.blocks_per_window
+    pixels = crops.permute(0, 2, 3, 1).double().cpu().numpy()
+    out = np.empty((len(pixels), config.num_features))
+    for k, crop in enumerate(pixels):
+        out[k] = _hog_blocks(crop, config)[1 : 1 + nb, 1 : 1 + nb].ravel()
+    return out
+
+
+class HogDetector:
+    """HoG + linear SVM + linear box predictor over dense multi-scale windows.
+
+    ``fit(dataset)`` trains on a detection dataset (items ``(image [3, H, W], {"boxes", "labels"})``,
+    labels ``1..C``); ``predict(image)`` returns one detection dict, ``detector(images)`` a list.
+    """
+
+    def __init__(self, config: HogConfig | None = None) -> None:
+        self.config = config or HogConfig()
+        self.classifier = None
+        self.box_predictor = None
+        self.num_classes: int | None = None
+
+    # --- training ---------------------------------------------------------------------------
+
+    def _positives(self, image: Tensor, boxes: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """Windows around each object: the exact one plus ``jitters`` shifted / scaled copies."""
+        exact = _windows_around(boxes, self.config)
+        windows, owners = [exact], [torch.arange(len(boxes))]
+        for _ in range(self.config.jitters):
+            side = exact[:, 2:] - exact[:, :2]
+            shift = torch.from_numpy(rng.uniform(-0.1, 0.1, (len(boxes), 2))).float() * side
+            scale = torch.from_numpy(rng.uniform(0.9, 1.1, (len(boxes), 1))).float()
+            centre = (exact[:, :2] + exact[:, 2:]) / 2 + shift
+            windows.append(torch.cat([centre - side * scale / 2, centre + side * scale / 2], 1))
+            owners.append(torch.arange(len(boxes)))
+        return torch.cat(windows), torch.cat(owners)
+
+    def fit(self, dataset) -> "HogDetector":
+        """Train the SVM (with ``hard_negative_rounds`` rounds of hard negatives) and the box predictor.
+
+        Negatives come from one dense pass over each training image: a random pool of
+        background windows (inner box IoU < 0.3 with every object); ``negatives_per_image`` of
+        them train the first SVM, and each round adds the ``hard_negatives_per_image`` that the
+        current SVM scores highest as an object (data mining over a cache of negatives, as DPM's
+        training does, instead of rescanning every image).
+        """
+        from sklearn.linear_model import Ridge
+        from sklearn.svm import LinearSVC
+
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        pool_size = cfg.negatives_per_image + cfg.negative_cache_per_image
+        pos_features, pos_labels, pos_targets, pools = [], [], [], []
+        for index in range(len(dataset)):
+            image, target = dataset[index]
+            _check_image(image)
+            boxes, labels = target["boxes"].float(), target["labels"].long()
+            windows, owners = self._positives(image, boxes, rng)
+            pos_features.append(window_features(image, windows, cfg))
+            pos_labels.append(labels[owners].numpy())
+            pos_targets.append(encode_boxes(boxes[owners], inner_boxes(windows, cfg)).numpy())
+            features, windows = dense_windows(image, cfg)
+            if len(boxes):
+                features = features[(box_iou(inner_boxes(windows, cfg), boxes).max(1).values < 0.3).numpy()]
+            pools.append(features[rng.permutation(len(features))[:pool_size]].astype(np.float16))  # memory
+        if not pools:
+            raise ValueError("dataset must hold at least one image")
+        positives, labels = np.concatenate(pos_features), np.concatenate(pos_labels)
+        self.num_classes = int(labels.max()) + 1
+        used = [np.arange(min(cfg.negatives_per_image, len(pool))) for pool in pools]
+        for round_ in range(cfg.hard_negative_rounds + 1):
+            negatives = np.concatenate([pool[u] for pool, u in zip(pools, used)])
+            x = np.concatenate([positives, negatives])
+            y = np.concatenate([labels, np.zeros(len(negatives), dtype=labels.dtype)])
+            self.classifier = LinearSVC(C=cfg.C, dual="auto", max_iter=5000, random_state=cfg.seed).fit(x, y)
+            if round_ == cfg.hard_negative_rounds or cfg.hard_negatives_per_image == 0:
+                break
+            for k, pool in enumerate(pools):  # the background windows the SVM now takes for objects
+                unused = np.setdiff1d(np.arange(len(pool)), used[k])
+                if len(unused) == 0:
+                    continue
+                scores = self.classifier.decision_function(pool[unused])
+                wrong = unused[scores.argmax(1) != 0]
+                hardest = wrong[np.argsort(-scores[np.isin(unused, wrong)].max(1))][: cfg.hard_negatives_per_image]
+                used[k] = np.concatenate([used[k], hardest])
+        self.box_predictor = Ridge(alpha=cfg.ridge_alpha).fit(positives, np.concatenate(pos_targets))
+        return self
+
+    # --- detection --------------------------------------------------------------------------
+
+    def predict(self, image: Tensor) -> dict:
+        """Detections of one image: ``{"boxes": [N, 4], "scores": [N], "labels": [N]}``, best first.
+
+        Scores are the SVM's decision values (larger = more confident; not probabilities).
+        """
+        if self.classifier is None:
+            raise RuntimeError("the detector is not trained: call fit(dataset) first")
+        _check_image(image)
+        cfg = self.config
+        features, windows = dense_windows(image, cfg)
+        empty = {"boxes": torch.empty(0, 4), "scores": torch.empty(0), "labels": torch.empty(0, dtype=torch.int64)}
+        if len(features) == 0:
+            return empty
+        decision = self.classifier.decision_function(features)
+        objects = self.classifier.classes_ != 0
+        best = decision[:, objects].argmax(1)  # the best object class of each window
+        scores = decision[:, objects][np.arange(len(decision)), best]
+        keep = scores >= cfg.score_threshold
+        if not keep.any():
+            return empty
+        labels = torch.from_numpy(self.classifier.classes_[objects][best][keep]).long()
+        scores = torch.from_numpy(scores[keep]).float()
+        deltas = torch.from_numpy(self.box_predictor.predict(features[keep])).float()
+        boxes = decode_boxes(deltas, inner_boxes(windows[torch.from_numpy(keep)], cfg))
+        boxes = clip_boxes_to_image(boxes, tuple(image.shape[1:]))
+        kept = batched_nms(boxes, scores, labels, cfg.nms_threshold)[: cfg.max_detections]
+        return {"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}
+
+    def __call__(self, images) -> list[dict]:
+        """``predict`` for each image of a list (or a ``Tensor[B, 3, H, W]``)."""
+        return [self.predict(image) for image in images]
