@@ -1,28 +1,33 @@
-"""Mask R-CNN on the shapes scenes: box mAP and how well the masks of found objects fit.
+"""Mask R-CNN on the 128-pixel scenes in 8 CPU minutes: mask mAP and box mAP on held-out scenes.
 
-Target: Mask R-CNN (``lecture_lib.models.mask_rcnn``, default config) trained end to end on 400
-ShapesDataset scenes (64 x 64, 1-3 objects, instance masks; 6 epochs, batch 8, Adam 3e-3, the
-Faster R-CNN benchmark's recipe) on 2 CPU cores reaches, on 100 test scenes,
+Target (issue 13): ``MaskRCNN(mask_scene_config(128, 5))`` trained from scratch by
+``train_detector`` on 3000 ``preset_dataset("scenes128")`` training scenes with their instance
+masks, for 8 minutes (480 s of the budget clock: process CPU seconds / 2 threads), reaches on 300
+held-out test scenes
 
-* VOC box mAP@0.5 >= 0.4, and
-* mean mask IoU >= 0.7 over the true-positive detections (score >= 0.5, box IoU >= 0.5 with an
-  object of the same class; predicted mask thresholded at 0.5) -- ``matched_mask_ious``.
+* COCO **mask** mAP@[.5:.95] >= 0.60 (``lecture_lib.metrics.masks.mask_mean_average_precision``,
+  equal to pycocotools' ``COCOeval(iouType="segm")``), and
+* VOC **box** mAP@0.5 >= 0.90.
 
-Also reported (no target): the COCO **mask** mAP, mAP@0.5 and mAP@0.75 -- detections matched
-to objects by mask IoU, ``lecture_lib.metrics.masks.mask_mean_average_precision``, equal to
-pycocotools' ``COCOeval(iouType="segm")`` -- and the training time (3 to 10 minutes on 2 CPU
-cores).
+Also recorded: COCO box mAP, mask mAP@0.5 / @0.75, the mean mask IoU of the true positives
+(score >= 0.5, box IoU >= 0.5 with an object of the same class; ``matched_mask_ious``) and the
+training curves' last values.
 
-    python benchmarks/bench_mask_rcnn.py                 # full
-    LECTURE_QUICK=1 python benchmarks/bench_mask_rcnn.py  # smoke run (tiny training, no targets)
+    python benchmarks/bench_mask_rcnn.py                  # full: about 10 min on 2 idle cores
+    LECTURE_QUICK=1 python benchmarks/bench_mask_rcnn.py  # smoke run (seconds of training, no targets)
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch is not imported yet
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,57 +35,65 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import write_result  # noqa: E402
 
 from lecture_lib.config import is_quick, pick, seed_everything  # noqa: E402
-from lecture_lib.data.shapes import ShapesDataset  # noqa: E402
-from lecture_lib.metrics.detection import mean_average_precision  # noqa: E402
-from lecture_lib.metrics.masks import mask_mean_average_precision  # noqa: E402
-from lecture_lib.models.mask_rcnn import MaskRCNN, instance_targets, matched_mask_ious  # noqa: E402
-from lecture_lib.models.rcnn import detection_forward  # noqa: E402
-from lecture_lib.train import fit  # noqa: E402
+from lecture_lib.models.faster_rcnn import scene_items  # noqa: E402
+from lecture_lib.models.mask_rcnn import MaskRCNN, mask_scene_config, matched_mask_ious  # noqa: E402
+from lecture_lib.train.detector import detect, evaluate_detector, train_detector  # noqa: E402
+
+THREADS = 2
+TARGET_MASK, TARGET_BOX = 0.60, 0.90
+
+
+@dataclass
+class Settings:
+    budget_s: float = pick(480.0, 4.0)
+    n_train: int = pick(3000, 16)
+    n_test: int = pick(300, 8)
+    data_seed: int = 0
 
 
 def main() -> dict:
+    s = Settings()
+    torch.set_num_threads(THREADS)
+    load_before = os.getloadavg()[0]
+    train = scene_items("train", s.n_train, s.data_seed, masks=True)  # generated before the clock starts
+    test = scene_items("test", s.n_test, s.data_seed, masks=True)
     seed_everything(0)
-    torch.set_num_threads(2)
-    n_train, epochs, n_test = pick(400, 32), pick(6, 1), pick(100, 10)
-    train = ShapesDataset(n_train, image_size=64, n_objects=(1, 3), split="train")
-    test = ShapesDataset(n_test, image_size=64, n_objects=(1, 3), split="test")
-    loader = torch.utils.data.DataLoader(range(n_train), batch_size=8, shuffle=True,
-                                         collate_fn=lambda idx: instance_targets(train, idx))
-    model = MaskRCNN()
-    history = fit(model, loader, epochs=epochs, lr=3e-3, forward_fn=detection_forward, metric=None,
-                  progress=False, device="cpu")
-    model.eval()
-    preds, targets = [], []
-    with torch.no_grad():
-        for start in range(0, n_test, 10):
-            images, batch_targets = instance_targets(test, range(start, min(start + 10, n_test)))
-            preds += model(images)
-            targets += batch_targets
-    voc = mean_average_precision(preds, targets, method="voc")
-    coco = mean_average_precision(preds, targets, method="coco")
-    mask = mask_mean_average_precision(preds, targets)  # COCO mask mAP (masks binarized at > 0.5)
-    ious = matched_mask_ious(preds, targets, iou_threshold=0.5, score_threshold=0.5)
-    n_objects = sum(len(t["boxes"]) for t in targets)
-    mean_iou = ious.mean().item() if len(ious) else 0.0
-
+    config = mask_scene_config(128, 5)
+    model = MaskRCNN(config)
+    wall = time.perf_counter()
+    history = train_detector(model, train, seconds=s.budget_s, flips=("horizontal", "vertical"))
+    train_wall = time.perf_counter() - wall
+    scores = evaluate_detector(model, test, masks=True)
+    preds = detect(model, [image for image, _ in test])
+    ious = matched_mask_ious(preds, [t for _, t in test], iou_threshold=0.5, score_threshold=0.5)
+    spent = history.budget_seconds[-1]
+    passed = bool(scores["mask_map"] >= TARGET_MASK and scores["voc_map_50"] >= TARGET_BOX
+                  and spent <= s.budget_s + 5.0 and not is_quick())
     result = {
-        "train_images": n_train, "epochs": epochs, "test_images": n_test, "test_objects": n_objects,
-        "train_seconds": history.seconds, "final_epoch_loss": history.epochs[-1]["train_loss"],
-        "voc_map50": voc["map"], "coco_map": coco["map"], "coco_map50": coco["map_50"], "coco_map75": coco["map_75"],
-        "mask_coco_map": mask["map"], "mask_coco_map50": mask["map_50"], "mask_coco_map75": mask["map_75"],
-        "mean_mask_iou_true_positives": mean_iou, "true_positives": len(ious),
-        "median_mask_iou_true_positives": ious.median().item() if len(ious) else 0.0,
-        "target": "Mask R-CNN trained on 400 shapes scenes x 6 epochs on 2 CPU cores: VOC box mAP@0.5 >= 0.4 and "
-                  "mean mask IoU of true-positive detections (score >= 0.5) >= 0.7 on 100 test scenes",
-        "measured": f"VOC box mAP@0.5 {voc['map']:.3f} (COCO {coco['map']:.3f}); COCO mask mAP {mask['map']:.3f} "
-                    f"(mask mAP@0.5 {mask['map_50']:.3f}); mean mask IoU {mean_iou:.3f} over "
-                    f"{len(ious)} true positives ({n_objects} objects) after {history.seconds:.0f} s of training"
-                    f"{' (quick sizes)' if is_quick() else ''}",
-        "passed": bool(voc["map"] >= 0.4 and mean_iou >= 0.7),
+        "target": f"Mask R-CNN (mask_scene_config) trained from scratch for {s.budget_s:.0f} s (process CPU s / "
+                  f"{THREADS} threads) on scenes128: COCO mask mAP >= {TARGET_MASK} and VOC box mAP@0.5 >= "
+                  f"{TARGET_BOX} on {s.n_test} held-out test scenes",
+        "measured": f"mask mAP {scores['mask_map']:.3f} (@0.5 {scores['mask_map_50']:.3f}, @0.75 "
+                    f"{scores['mask_map_75']:.3f}), box VOC mAP@0.5 {scores['voc_map_50']:.3f}, box COCO mAP "
+                    f"{scores['coco_map']:.3f} after {spent:.0f} s ({len(history.step_loss)} steps, {train_wall:.0f} s "
+                    f"wall); mean mask IoU of {len(ious)} true positives "
+                    f"{ious.mean().item() if len(ious) else 0.0:.3f}" + (" (quick sizes)" if is_quick() else ""),
+        "passed": passed,
+        **{k: v for k, v in scores.items()},
+        "mean_mask_iou_true_positives": ious.mean().item() if len(ious) else 0.0,
+        "true_positives": len(ious),
+        "steps": len(history.step_loss), "images_seen": history.images_seen,
+        "train_budget_seconds": spent, "train_wall_seconds": train_wall, "stop_reason": history.stop_reason,
+        "final_losses": {k: sum(v[-20:]) / len(v[-20:]) for k, v in history.losses.items()},
+        "settings": asdict(s),
+        "config": asdict(config),
+        "budget_clock": f"process CPU seconds / {THREADS} threads",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average": {"1min_before": load_before, "1min_after": os.getloadavg()[0]},
         "quick": is_quick(),
     }
     path = write_result("mask_rcnn", result)
-    print(result["measured"], "->", "PASS" if result["passed"] else "FAIL", f"({path})")
+    print(result["measured"], "->", "PASS" if passed else "FAIL", f"({path})")
     return result
 
 

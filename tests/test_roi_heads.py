@@ -175,3 +175,14 @@ def test_detection_ops_switch():
 def test_roi_op_must_be_known():
     with pytest.raises(ValueError, match="roi_op must be one of"):
         FastRCNNConfig(roi_op="max")
+
+
+def test_class_agnostic_box_predictor_shares_one_regressor():
+    predictor = BoxPredictor(16, 5, class_agnostic=True)
+    assert predictor.bbox_pred.out_features == 4
+    logits, deltas = predictor(torch.randn(3, 16))
+    assert deltas.shape == (3, 20)
+    for c in range(1, 5):  # the same four deltas for every class
+        torch.testing.assert_close(deltas[:, 4 * c:4 * c + 4], deltas[:, :4])
+    head = RoIHead(FastRCNNConfig(widths=(8, 16), hidden=32, class_agnostic_boxes=True))
+    assert head.predictor.class_agnostic

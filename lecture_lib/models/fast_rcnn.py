@@ -47,6 +47,7 @@ class FastRCNNConfig(DetectorConfig):
         roi_op: ``"pool"`` (RoI pooling, the paper) or ``"align"`` (RoI align, Mask R-CNN's
             bilinear version: no rounding of the box to whole cells, so tighter boxes).
         sampling_ratio: bilinear samples per bin and direction for ``roi_op="align"``.
+        class_agnostic_boxes: one box regressor shared by the classes (``roi_heads.BoxPredictor``).
         convs_per_stage: convolutions in each stage of the backbone (default one each).
         top_down_channels, out_level: the backbone's top-down pathway
             (``backbones.Backbone``); 0 for none.
@@ -60,6 +61,7 @@ class FastRCNNConfig(DetectorConfig):
     bg_iou_low: float = 0.1
     roi_op: str = "pool"
     sampling_ratio: int = 2
+    class_agnostic_boxes: bool = False
     convs_per_stage: tuple[int, ...] | None = None
     top_down_channels: int = 0
     out_level: int | None = None
