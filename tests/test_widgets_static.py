@@ -82,3 +82,34 @@ def test_default_dpi_is_readable():
     frames = compute_frames(lambda k: plt.figure(figsize=(4, 3)), {"k": [1, 2]})
     width, height = _png_size(frames[0])
     assert width >= 4 * 100  # an empty figure keeps its whole area; at least 100 dpi
+
+
+@pytest.mark.browser
+def test_alt_text_describes_the_figure_and_follows_the_controls(tmp_path):
+    """Readers who cannot see the figure get its description and the current control values."""
+    from pathlib import Path
+
+    html = static_interact(lambda k, mode: plt.figure(figsize=(1, 1)), {"k": [1, 2], "mode": ["a", "b"]},
+                           title="demo", alt='IoU of two "boxes"').data
+    assert 'alt="IoU of two &quot;boxes&quot;"' in html
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("needs /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    page_file = tmp_path / "alt.html"
+    page_file.write_text("<html><body>" + html + "</body></html>")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        frame = page.locator('[data-role="frame"]')
+        assert frame.get_attribute("alt") == 'IoU of two "boxes" (k: 1, mode: a)'
+        page.locator('[data-control="mode"]').select_option("1")
+        assert frame.get_attribute("alt") == 'IoU of two "boxes" (k: 1, mode: b)'
+        browser.close()
+
+
+def test_alt_text_defaults_to_the_title():
+    html = static_interact(lambda k: plt.figure(figsize=(1, 1)), {"k": [1]}, title="Upsampling").data
+    assert 'alt="Upsampling"' in html

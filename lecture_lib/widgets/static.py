@@ -127,7 +127,7 @@ _TEMPLATE = """
 <div class="lecture-static-interact" id="{uid}" style="font-family: sans-serif">
   {title}
   <div data-role="controls" style="display: flex; flex-wrap: wrap; gap: 6px 18px; margin-bottom: 6px">{controls}</div>
-  <img data-role="frame" alt="precomputed figure" style="max-width: 100%">
+  <img data-role="frame" alt="{alt}" style="max-width: 100%">
 </div>
 <script>
 (function () {{
@@ -135,6 +135,7 @@ _TEMPLATE = """
   var frames = {frames};
   var values = {values};
   var names = Object.keys(values);
+  var alt = {alt_json};
   function index() {{
     var i = 0;
     names.forEach(function (name) {{
@@ -145,7 +146,14 @@ _TEMPLATE = """
     }});
     return i;
   }}
-  function show() {{ root.querySelector('[data-role="frame"]').src = "data:image/png;base64," + frames[index()]; }}
+  function show() {{
+    var frame = root.querySelector('[data-role="frame"]');
+    frame.src = "data:image/png;base64," + frames[index()];
+    // the alt text says which figure is shown: its description and the current control values
+    frame.alt = alt + " (" + names.map(function (name) {{
+      return name.replace(/_/g, " ") + ": " + root.querySelector('[data-value-of="' + name + '"]').textContent;
+    }}).join(", ") + ")";
+  }}
   root.querySelectorAll("[data-control]").forEach(function (input) {{
     input.addEventListener("input", show); input.addEventListener("change", show);
   }});
@@ -170,7 +178,7 @@ def _control_html(name: str, values: list, initial: int) -> str:
 
 def static_interact(render: Callable[..., object], controls: Mapping[str, Sequence], *,
                     initial: Mapping[str, object] | None = None, title: str | None = None,
-                    dpi: int = 110, progress: bool = False):
+                    dpi: int = 110, progress: bool = False, alt: str | None = None):
     """An interactive figure from precomputed frames: sliders (numbers) or menus (strings).
 
     Args:
@@ -180,6 +188,8 @@ def static_interact(render: Callable[..., object], controls: Mapping[str, Sequen
         title: optional heading shown above the controls.
         dpi: resolution of the frames (all of them have the same pixel size).
         progress: show a tqdm bar while the frames are rendered.
+        alt: what the figure shows, for readers who cannot see it (default: the title); the
+            image's alt text is this plus the current control values, updated on every change.
 
     Returns:
         ``IPython.display.HTML`` (its ``.data`` is the HTML text).
@@ -197,7 +207,10 @@ def static_interact(render: Callable[..., object], controls: Mapping[str, Sequen
             raise ValueError(f"initial {name}={initial[name]!r} is not one of {values}")
         start[name] = values.index(initial[name]) if name in initial else 0
     frames = [base64.b64encode(png).decode("ascii") for png in compute_frames(render, controls, dpi, progress)]
+    description = alt or title or "precomputed figure"
     text = _TEMPLATE.format(
+        alt=html_lib.escape(description, quote=True),
+        alt_json=json.dumps(description),
         uid=f"interact-{uuid.uuid4().hex[:8]}",
         title=f"<b>{html_lib.escape(title)}</b>" if title else "",
         controls="".join(_control_html(name, values, start[name]) for name, values in controls.items()),
