@@ -20,10 +20,12 @@ that other programs keep busy it is well below 2.
 
     python benchmarks/bench_optuna.py            # full (about 10 minutes on 2 idle cores)
     LECTURE_QUICK=1 python benchmarks/bench_optuna.py
+    python benchmarks/bench_optuna.py --trials 6 --epochs 60 --repeats 1   # smaller, recorded as such
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import statistics
@@ -51,6 +53,18 @@ MIN_TRIAL_SECONDS = 2.0
 SPACE = {"lr": LogUniform(1e-5, 3e-3), "reg": LogUniform(1e-5, 1e-1)}
 OBJECTIVE = TwoLayerNetObjective(epochs=EPOCHS, n_samples=pick(None, 600))
 _names = itertools.count()
+
+
+def _configure(argv=None) -> None:
+    """Smaller runs for a busy machine (recorded in the result: ``n_trials``, ``epochs_per_trial``)."""
+    global N_TRIALS, EPOCHS, REPEATS, OBJECTIVE
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=N_TRIALS)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    args = parser.parse_args(argv)
+    N_TRIALS, EPOCHS, REPEATS = args.trials, args.epochs, args.repeats
+    OBJECTIVE = TwoLayerNetObjective(epochs=EPOCHS, n_samples=pick(None, 600))
 
 
 def run(storage: str, n_workers: int) -> dict:
@@ -157,4 +171,5 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    _configure()
     main()
