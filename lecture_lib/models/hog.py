@@ -356,9 +356,9 @@ class HogDetector:
                 if len(unused) == 0:
                     continue
                 scores = self.classifier.decision_function(pool[unused])
-                wrong = unused[scores.argmax(1) != 0]
-                hardest = wrong[np.argsort(-scores[np.isin(unused, wrong)].max(1))][: cfg.hard_negatives_per_image]
-                used[k] = np.concatenate([used[k], hardest])
+                wrong = scores.argmax(1) != 0  # column 0 is the background class
+                most_confident = np.argsort(-scores[wrong].max(1))
+                used[k] = np.concatenate([used[k], unused[wrong][most_confident][: cfg.hard_negatives_per_image]])
         self.box_predictor = Ridge(alpha=cfg.ridge_alpha).fit(positives, np.concatenate(pos_targets))
         return self
 
