@@ -285,3 +285,57 @@ def test_public_names_still_import_from_where_they_were():
     assert rcnn.sliding_window_proposals is proposals.sliding_window_proposals
     assert rcnn.select_training_samples is roi_heads.select_training_samples
     assert fast_rcnn.FastRCNNHead is roi_heads.RoIHead
+
+
+# --- the chapter's recipe -----------------------------------------------------------------------
+
+def test_scene_config_fits_the_scenes_and_scales_with_the_image():
+    from lecture_lib.models.faster_rcnn import scene_config
+
+    config = scene_config(128, 5)
+    assert config.head.num_classes == 5 and config.head.stride == 4 and config.head.roi_op == "align"
+    assert config.rpn.anchor_sizes == (12.0, 18.0, 27.0, 40.0, 60.0) and config.rpn.aspect_ratios == (1.0,)
+    assert scene_config(64, 3).rpn.anchor_sizes == (6.0, 9.0, 13.5, 20.0, 30.0)
+    # every object of the scene set has an anchor it overlaps with IoU >= 0.5 (most >= 0.7)
+    from lecture_lib.data.shapes import preset_dataset
+
+    model = FasterRCNN(config)
+    anchors = model.rpn.anchors((32, 32))
+    data = preset_dataset("scenes128", 20, split="val", task="detection")
+    boxes = torch.cat([data[i][1]["boxes"] for i in range(20)])
+    best = torchvision.ops.box_iou(boxes, anchors).max(dim=1).values
+    assert best.min() >= 0.5 and (best >= 0.7).float().mean() > 0.8
+    features = model.backbone(torch.zeros(2, 3, 128, 128))
+    assert features.shape == (2, config.head.feature_channels, 32, 32)
+    with pytest.raises(ValueError, match="image_size must be at least 32"):
+        scene_config(16, 5)
+    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+        scene_config(128, 0)
+
+
+def test_torchvision_twin_has_the_same_backbone_and_anchors():
+    from lecture_lib.models.faster_rcnn import scene_config, torchvision_faster_rcnn
+
+    config = scene_config(64, 3)
+    twin = torchvision_faster_rcnn(config, image_size=64)
+    ours = FasterRCNN(config)
+    assert {k[len("backbone.body."):] for k in twin.state_dict() if k.startswith("backbone.body.")} == \
+        {k[len("backbone."):] for k in ours.state_dict() if k.startswith("backbone.")}
+    images = torch.rand(2, 3, 64, 64)
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1])}] * 2
+    losses = twin.train()(images, targets)
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
+    out = twin.eval()(images)
+    assert len(out) == 2 and set(out[0]) == {"boxes", "scores", "labels"}
+
+
+def test_recipes_describe_the_stored_detectors():
+    from lecture_lib.models.faster_rcnn import SCENE_DATA, faster_rcnn_recipe
+    from lecture_lib.models.mask_rcnn import MaskRCNN, mask_rcnn_recipe
+
+    recipe = faster_rcnn_recipe()
+    assert recipe.name == "faster_rcnn_scenes" and recipe.metric == "voc_map_50"
+    assert isinstance(recipe.build(), FasterRCNN) and SCENE_DATA["seconds"] == 360.0
+    mask = mask_rcnn_recipe()
+    assert mask.name == "mask_rcnn_scenes" and mask.metric == "mask_map" and isinstance(mask.build(), MaskRCNN)
+    assert mask.build().config.mask_aligned

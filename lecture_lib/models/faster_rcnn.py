@@ -329,12 +329,13 @@ def scene_config(image_size: int, num_classes: int) -> FasterRCNNConfig:
     * **anchors fitted to the objects**: one square anchor per size, sizes 12, 18, 27, 40 and 60
       pixels for a 128-pixel image (a factor 1.5 apart, so that every object overlaps some anchor
       with IoU >= 0.7; the shapes' boxes are nearly square, other aspect ratios only add work);
-    * **RoI align** (7 x 7, 2 samples per bin) instead of RoI pooling: no rounding of the
-      proposal to whole cells, which at stride 4 is worth several pixels of box accuracy -- the
-      COCO mAP at IoU up to 0.95 needs them;
-    * **sampling**: 64 RoIs per image, a quarter of them positive (few objects per image: more
-      would be duplicates), background from IoU 0 up; 300 proposals per image in training, 100
-      at test (at most 6 objects);
+    * **RoI align** (7 x 7, one bilinear sample per bin) instead of RoI pooling: no rounding of
+      the proposal to whole cells, which at stride 4 is worth several pixels of box accuracy --
+      the COCO mAP at IoU up to 0.95 needs them;
+    * **sampling**: 32 RoIs per image, up to half of them positive (the paper: 128 with a
+      quarter): with one to six objects per image, more RoIs are mostly duplicate background,
+      and the head's cost, its backward pass above all, grows with their number; background
+      from IoU 0 up; 300 proposals per image in training, 100 at test;
     * **inference tuned for mAP**: score threshold 0.01 (a low-scoring true detection still adds
       recall at the end of the precision-recall curve), per-class NMS at IoU 0.5, at most 100
       detections.
@@ -353,8 +354,8 @@ def scene_config(image_size: int, num_classes: int) -> FasterRCNNConfig:
     scale = image_size / 128
     head = FastRCNNConfig(
         num_classes=num_classes, widths=(16, 32, 64, 128, 128), convs_per_stage=(1, 1, 2, 2, 1),
-        top_down_channels=64, out_level=2, hidden=256, roi_size=7, roi_op="align", sampling_ratio=2,
-        bg_iou_low=0.0, batch_size_per_image=64, positive_fraction=0.25,
+        top_down_channels=64, out_level=2, hidden=256, roi_size=7, roi_op="align", sampling_ratio=1,
+        bg_iou_low=0.0, batch_size_per_image=32, positive_fraction=0.5,
         score_threshold=0.01, nms_threshold=0.5, detections_per_image=100)
     rpn = RPNConfig(anchor_sizes=tuple(round(s * scale, 1) for s in (12.0, 18.0, 27.0, 40.0, 60.0)),
                     aspect_ratios=(1.0,), pre_nms_top_n=(1000, 600), post_nms_top_n=(300, 100))

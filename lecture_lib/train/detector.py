@@ -181,7 +181,7 @@ def _check_dataset(dataset) -> None:
 
 
 def train_detector(model: nn.Module, dataset, seconds: float, batch_size: int = 8, seed: int = 0, *,
-                   lr: float = 2e-3, weight_decay: float = 1e-4, warmup_steps: int = 50,
+                   lr: float = 4e-3, weight_decay: float = 1e-4, warmup_steps: int = 50,
                    max_grad_norm: float | None = 10.0, flips: tuple[str, ...] = ("horizontal",),
                    clock: str = "cpu", callbacks: tuple[Callback, ...] = (),
                    progress: bool = False) -> DetectorHistory:
