@@ -21,7 +21,8 @@ Two versions, proven equal in ``tests/test_nms.py``:
 
 Both return exactly what ``torchvision.ops.nms`` returns on the CPU, in the same order, score
 ties included: like torchvision's kernel they sort the scores with a *stable* descending sort (of
-equal scores, the earlier box wins) and compare the IoU with the threshold in float64.
+equal scores, the earlier box wins) and decide as its comparison of the float IoU with the
+threshold in float64 does. Like that kernel, :func:`nms` runs on one CPU thread.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from lecture_lib.boxes import _check_boxes, _one_cpu_thread, box_iou
 __all__ = ["nms", "nms_loop", "batched_nms", "BLOCK"]
 
 #: Boxes :func:`nms` resolves per step: larger blocks mean fewer (Python-level) steps, smaller
-#: ones less work on boxes that an earlier box of the block already removed (measured in
-#: ``benchmarks/bench_ops.py``: 128 is the best of 64 / 128 / 256 on 2 000 boxes).
+#: ones less work on boxes that an earlier box of the block already removed (on the 2 000 boxes
+#: of ``benchmarks/bench_ops.py``, 128 was the best of 64 / 128 / 256).
 BLOCK = 128
 
 

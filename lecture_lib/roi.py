@@ -13,7 +13,8 @@ Both operators cut the proposal's window out of the backbone's feature map, spli
 
 Each comes twice, proven equal in ``tests/test_roi.py``: ``roi_pool_loop`` / ``roi_align_loop``
 walk over the regions and bins as the papers describe them; ``roi_pool`` / ``roi_align`` compute
-all regions and bins at once and are what the detectors use. All four return what
+all regions and bins at once, on one CPU thread like torchvision's kernels, and are what the
+detectors use with ``ops="lecture_lib"``. All four return what
 ``torchvision.ops.roi_pool`` / ``roi_align`` return on the CPU (exactly for RoI pooling; to float
 rounding for RoI align, which sums in another order), and the gradients with respect to
 ``input`` are torchvision's too, so a detector trains through them alike. Like torchvision's,
