@@ -15,7 +15,9 @@ stretches of up to tens of milliseconds, which the wall clock counts and the CPU
 so the targets are judged on the **CPU-time** ratios (as the course's training budgets are
 counted in CPU seconds), and the wall-clock ratios are recorded next to them. Both run with the
 course's 2 threads; torchvision's NMS / RoI kernels and ours (``lecture_lib.boxes._one_cpu_thread``)
-use one of them, ``box_iou`` is tensor operations in both libraries.
+use one of them (their backward passes, run by autograd, use both), ``box_iou`` is tensor
+operations in both libraries. The targets are for the full sizes: the quick run's small inputs
+mostly time the fixed cost of a call (tens of tensor operations in Python against one C++ call).
 
 The spread of the per-pair ratios (min / median / max over ``repeats`` pairs) is recorded: on a
 shared machine it varies from run to run.
@@ -213,6 +215,7 @@ def main() -> dict:
                     + f" (worst case of each, CPU time; {'quick' if quick else 'full'} sizes, {repeats} pairs)",
         "passed": all(r["passed"] for r in with_target.values()),
         "quick": quick,
+        **({"note": "quick sizes: a smoke run; the targets are for the full sizes"} if quick else {}),
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
     }
     path = write_result("ops", result)
