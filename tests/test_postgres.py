@@ -71,25 +71,29 @@ def _trials(url, study):
 
 
 def test_a_worker_killed_mid_trial_leaves_no_trial_running_and_the_study_ends_exact(postgres_url):
-    """Two workers; one is SIGKILLed while it trains. The other fails the dead trial once its
+    """A worker is SIGKILLed while it trains; a second worker joins, fails the dead trial once its
     heartbeat is 4 s old, runs its copy, and the study ends with exactly 6 complete trials."""
-    tune("create", "--storage", postgres_url, "--study", "kill", "--trials", "6", "--epochs", "60", "--no-prune")
-    workers = [subprocess.Popen([*TUNE, "worker", "--storage", postgres_url, "--study", "kill",
-                                 "--grace-period", "4", "--seed", str(i)], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for i in range(2)]
-    victim, survivor = workers
+    tune("create", "--storage", postgres_url, "--study", "kill", "--trials", "6", "--epochs", "120", "--no-prune")
+
+    def worker(seed):
+        return subprocess.Popen([*TUNE, "worker", "--storage", postgres_url, "--study", "kill", "--grace-period", "4",
+                                 "--seed", str(seed)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def victims_running(pid):
+        return [t for t in _trials(postgres_url, "kill")
+                if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")]
+
+    victim = worker(0)
     deadline = time.monotonic() + 240
-    killed = None
-    while killed is None and time.monotonic() < deadline:  # the victim's first running trial
-        for t in _trials(postgres_url, "kill"):
-            if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{victim.pid}"):
-                time.sleep(0.3)  # well inside its training
-                os.kill(victim.pid, signal.SIGKILL)
-                killed = t.number
-                break
-        time.sleep(0.2)
-    assert killed is not None, "the victim never started a trial"
+    while not victims_running(victim.pid) and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.1)
+    os.kill(victim.pid, signal.SIGKILL)  # mid-trial: it has a RUNNING trial
     victim.wait(timeout=10)
+    stuck = victims_running(victim.pid)
+    assert len(stuck) == 1, "the victim had no trial running when it was killed"
+    killed = stuck[0].number
+    survivor = worker(1)
     out, err = survivor.communicate(timeout=400)
     assert survivor.returncode == 0, err
     trials = _trials(postgres_url, "kill")
