@@ -282,15 +282,69 @@ def test_true_ensemble_members_differ():
 def test_compare_ensembles_reports_every_row_with_costs():
     from lecture_lib.ensembles import LECTURE_TABLE, EnsembleExperiment, compare_ensembles
 
-    loader = _toy_loader(64, seed=2)
+    loader = _toy_loader(64, seed=2)  # 2 batches an epoch
     test_loader = DataLoader(_toy_loader(60, seed=3).dataset, batch_size=30)
-    config = EnsembleExperiment(n_models=2, epochs=1, n_cycles=2, cycle_epochs=1)
+    config = EnsembleExperiment(n_models=2, epochs=2, n_snapshots=4)
     result = compare_ensembles(lambda: small_cnn(width=4, num_classes=3), loader, test_loader, config=config,
                                device="cpu", progress=False)
     assert set(LECTURE_TABLE) <= set(result["accuracy"]) == set(result["cost"])
     assert all(0.0 <= v <= 1.0 for v in result["accuracy"].values())
-    assert result["cost"]["true_average"]["epochs"] == 2 and result["cost"]["snapshot_vote"]["epochs"] == 2
-    assert result["cost"]["baseline"]["epochs"] == 1
+    # the lecture's budget rule: the snapshot run lasts as long as the baseline
+    assert result["cost"]["snapshot_vote"]["epochs"] == result["cost"]["baseline"]["epochs"] == 2
+    assert result["cost"]["true_average"]["epochs"] == 4
     # the baseline is the first member of the true ensemble
     assert result["accuracy"]["baseline"] == result["members"]["true"][0]
-    assert len(result["members"]["snapshot"]) == 2
+    assert len(result["members"]["snapshot"]) == 4
+    assert result["history"]["snapshot"]["snapshot_steps"] == [1, 2, 3, 4]
+
+
+def test_snapshots_within_the_baseline_epochs():
+    # 3 batches an epoch, 2 epochs = 6 steps, 3 cycles of 2 steps: snapshots after steps 2, 4, 6
+    loader = _toy_loader()
+    models, history, cb = train_snapshot_ensemble(lambda: small_cnn(width=4, num_classes=3), loader,
+                                                  n_cycles=3, epochs=2, lr=0.05, device="cpu", progress=False)
+    assert cb.steps == [2, 4, 6] and cb.epochs == [1, 2, 2] and len(models) == 3 and len(history) == 2
+    assert history["snapshots_taken"] == [1, 2]
+    # the LR restarts every 2 steps: after epoch 1 (step 3) it is half way through cycle 2
+    assert history["lr"][0] == pytest.approx(cosine_restart_lr(3, 0.05, 2))
+    # the last snapshot is the model at the end of training
+    with pytest.raises(ValueError, match="do not split into 4 equal cycles"):
+        train_snapshot_ensemble(lambda: small_cnn(width=4, num_classes=3), loader, n_cycles=4, epochs=2)
+    with pytest.raises(ValueError, match="exactly one of cycle_epochs and epochs"):
+        train_snapshot_ensemble(lambda: small_cnn(width=4, num_classes=3), loader, n_cycles=2, epochs=2,
+                                cycle_epochs=1)
+
+
+def test_snapshot_callback_step_mode_errors():
+    with pytest.raises(ValueError, match="exactly one of cycle_epochs and cycle_steps"):
+        SnapshotCallback()
+    with pytest.raises(ValueError, match="exactly one"):
+        SnapshotCallback(2, cycle_steps=3)
+    with pytest.raises(ValueError, match="t_mult must be 1"):
+        SnapshotCallback(cycle_steps=3, t_mult=2)
+    with pytest.raises(ValueError, match="counts cycle_steps"):
+        SnapshotCallback(cycle_steps=3).is_cycle_end(1)
+
+
+def test_lecture_table_and_budget_rule_come_from_the_lecture():
+    from lecture_lib import lecture
+    from lecture_lib.ensembles import ENSEMBLES_STORED, LECTURE_TABLE, EnsembleExperiment
+
+    values = sorted(v for _, _, v in lecture.ENSEMBLES_TABLE)
+    assert sorted(LECTURE_TABLE.values()) == values  # every row mapped once
+    assert LECTURE_TABLE["baseline"] == 0.837 and LECTURE_TABLE["snapshot_param_average"] == 0.864
+    assert EnsembleExperiment().n_models == lecture.ENSEMBLE_MODELS == 10
+    assert EnsembleExperiment().epochs == ENSEMBLES_STORED.epochs == lecture.ENSEMBLE_EPOCHS
+
+
+def test_ensembles_recipe_is_registered_and_builds_the_stored_members():
+    from lecture_lib.ensembles import ENSEMBLES_STORED, EnsembleMembers
+    from lecture_lib.weights import get_recipe
+
+    recipe = get_recipe("ensembles_shapes")
+    members = recipe.build()
+    assert isinstance(members, EnsembleMembers)
+    assert len(members.true) == ENSEMBLES_STORED.n_models and len(members.snapshots) == ENSEMBLES_STORED.n_snapshots
+    assert recipe.metric == "snapshot_average"
+    with pytest.raises(ValueError, match="must be >= 1"):
+        EnsembleMembers(0, 1, nn.Identity)

@@ -195,7 +195,7 @@ def _check_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module, path:
 
 
 def load(name: str, model: nn.Module, directory: str | os.PathLike | None = None) -> dict:
-    """Load the stored state dict ``name`` into ``model`` (in place) and return its JSON metadata.
+    """Load the stored state dict ``name`` into ``model`` (in place, then eval mode); return its JSON metadata.
 
     Checks, in order: the manifest lists ``name``; the ``.pt`` and ``.json`` files exist; the
     ``.pt`` has the manifest's size and sha256; it loads with ``weights_only=True``; its keys and
