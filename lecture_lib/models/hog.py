@@ -348,7 +348,7 @@ class HogDetector:
             negatives = np.concatenate([pool[u] for pool, u in zip(pools, used)])
             x = np.concatenate([positives, negatives])
             y = np.concatenate([labels, np.zeros(len(negatives), dtype=labels.dtype)])
-            self.classifier = LinearSVC(C=cfg.C, dual="auto", max_iter=5000, random_state=cfg.seed).fit(x, y)
+            self.classifier = LinearSVC(C=cfg.C, dual="auto", tol=1e-3, max_iter=5000, random_state=cfg.seed).fit(x, y)
             if round_ == cfg.hard_negative_rounds or cfg.hard_negatives_per_image == 0:
                 break
             for k, pool in enumerate(pools):  # the background windows the SVM now takes for objects
