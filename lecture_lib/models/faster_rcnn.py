@@ -336,6 +336,8 @@ def scene_config(image_size: int, num_classes: int) -> FasterRCNNConfig:
       quarter): with one to six objects per image, more RoIs are mostly duplicate background,
       and the head's cost, its backward pass above all, grows with their number; background
       from IoU 0 up; 300 proposals per image in training, 100 at test;
+    * **class-agnostic box regression**: one regressor for the four shapes, so that every
+      positive RoI trains it (per-class regressors each see a quarter of them);
     * **inference tuned for mAP**: score threshold 0.01 (a low-scoring true detection still adds
       recall at the end of the precision-recall curve), per-class NMS at IoU 0.5, at most 100
       detections.
@@ -355,7 +357,7 @@ def scene_config(image_size: int, num_classes: int) -> FasterRCNNConfig:
     head = FastRCNNConfig(
         num_classes=num_classes, widths=(16, 32, 64, 128, 128), convs_per_stage=(1, 1, 2, 2, 1),
         top_down_channels=64, out_level=2, hidden=256, roi_size=7, roi_op="align", sampling_ratio=1,
-        bg_iou_low=0.0, batch_size_per_image=32, positive_fraction=0.5,
+        bg_iou_low=0.0, batch_size_per_image=32, positive_fraction=0.5, class_agnostic_boxes=True,
         score_threshold=0.01, nms_threshold=0.5, detections_per_image=100)
     rpn = RPNConfig(anchor_sizes=tuple(round(s * scale, 1) for s in (12.0, 18.0, 27.0, 40.0, 60.0)),
                     aspect_ratios=(1.0,), pre_nms_top_n=(1000, 600), post_nms_top_n=(300, 100))
