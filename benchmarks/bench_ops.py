@@ -14,9 +14,8 @@ machine whose load average is far above its core count, a process waits for a co
 stretches of up to tens of milliseconds, which the wall clock counts and the CPU clock does not;
 so the targets are judged on the **CPU-time** ratios (as the course's training budgets are
 counted in CPU seconds), and the wall-clock ratios are recorded next to them. Both run with the
-course's 2 threads; torchvision's NMS / RoI kernels and ours (``lecture_lib.boxes._one_cpu_thread``)
-use one of them (their backward passes, run by autograd, use both), ``box_iou`` is tensor
-operations in both libraries. The targets are for the full sizes: the quick run's small inputs
+course's 2 threads; torchvision's NMS / RoI kernels and ours (``lecture_lib._single_thread``) use
+one of them, backward passes included; ``box_iou`` is tensor operations in both libraries. The targets are for the full sizes: the quick run's small inputs
 mostly time the fixed cost of a call (tens of tensor operations in Python against one C++ call).
 
 The spread of the per-pair ratios (min / median / max over ``repeats`` pairs) is recorded: on a

@@ -11,7 +11,6 @@ boxes and 0 for disjoint ones.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -38,30 +37,6 @@ def _check_boxes(boxes, name: str = "boxes", xyxy: bool = True) -> None:
                 f"{name} must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, "
                 f"got {boxes[i].tolist()} at row {i}"
             )
-
-
-def _one_cpu_thread(kernel):
-    """Run ``kernel`` (``nms``, ``roi_align``, ...) with one intra-op CPU thread, like the C++
-    kernels of torchvision it stands for.
-
-    These kernels are dozens of tensor operations in a row. With several threads, each large one
-    is split and the threads meet again at its end; on a machine whose cores are all busy (a
-    shared course server) the meeting waits for a thread to be scheduled: NMS on 2 000 boxes took
-    seconds instead of milliseconds at a load average of 20 on 2 cores. One thread is within the
-    course's speed targets
-    (``benchmarks/bench_ops.py``). The caller's thread count is restored afterwards.
-    """
-    @functools.wraps(kernel)
-    def wrapper(*args, **kwargs):
-        threads = torch.get_num_threads()
-        if threads == 1:
-            return kernel(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return kernel(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-    return wrapper
 
 
 def _upcast(t: Tensor) -> Tensor:

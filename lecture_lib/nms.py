@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lecture_lib.boxes import _check_boxes, _one_cpu_thread, box_iou
+from lecture_lib._single_thread import one_cpu_thread
+from lecture_lib.boxes import _check_boxes, box_iou
 
 __all__ = ["nms", "nms_loop", "batched_nms", "BLOCK"]
 
@@ -145,7 +146,7 @@ def _overlap_iou(a: Tensor, b: Tensor) -> Tensor:
     return intersection.div_((area + AREA).sub_(intersection))
 
 
-@_one_cpu_thread
+@one_cpu_thread
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression, ``BLOCK`` boxes at a time (vectorized :func:`nms_loop`).
 

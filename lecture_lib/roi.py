@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lecture_lib.boxes import _check_boxes, _one_cpu_thread
+from lecture_lib._single_thread import one_cpu_thread_with_backward
+from lecture_lib.boxes import _check_boxes
 
 __all__ = ["roi_pool", "roi_pool_loop", "roi_align", "roi_align_loop", "boxes_to_rois"]
 
@@ -151,17 +152,17 @@ def roi_pool_loop(input: Tensor, boxes: Tensor | list[Tensor], output_size: int 
     return torch.stack(regions)
 
 
-@_one_cpu_thread
+@one_cpu_thread_with_backward
 def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
              spatial_scale: float = 1.0) -> Tensor:
     """RoI max pooling (Girshick 2015, Fast R-CNN).
 
     Every bin is a rectangle of whole cells, so its maximum is what a max pooling with a window
-    of the bin's size, stride 1, reads at the bin's top-left cell. A few window sizes occur (bins
-    of one box differ by at most a cell), so we max-pool the feature maps once per size (as a
-    ``1 x w`` then an ``h x 1`` pooling, which shares the first step between sizes) and read every
-    bin of that size with one index operation. ``F.max_pool2d`` keeps the first maximum in
-    row-major order, as the Fast R-CNN kernel does, so the gradient goes to the same cell.
+    of the bin's size, stride 1, reads at the bin's top-left cell. Few window sizes occur (the
+    bins of one box differ by at most a cell), so we max-pool the feature maps once per size and
+    read every bin of that size with one index operation. ``F.max_pool2d`` keeps the first
+    maximum in row-major order, as the Fast R-CNN kernel does, so the gradient goes to the same
+    cell.
 
     Args:
         input (Tensor[N, C, H, W]): feature maps.
@@ -188,15 +189,12 @@ def roi_pool(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tup
     bin_w = (x_hi - x_lo)[:, None, :].expand(shape).reshape(-1)
     size_key = torch.where((bin_h > 0) & (bin_w > 0), bin_h * (width + 1) + bin_w, -1)  # -1: empty bin
     features = input.contiguous(memory_format=torch.channels_last)  # a cell's channels side by side
-    row_maxima = {}  # bin width -> max over every 1 x width window
     bins, maxima = [], []
     for key in torch.unique(size_key).tolist():
         if key < 0:
             continue
         h, w = divmod(key, width + 1)
-        if w not in row_maxima:
-            row_maxima[w] = F.max_pool2d(features, (1, w), stride=1)
-        window_maxima = F.max_pool2d(row_maxima[w], (h, 1), stride=1)  # [N, C, H - h + 1, W - w + 1]
+        window_maxima = F.max_pool2d(features, (h, w), stride=1)  # [N, C, H - h + 1, W - w + 1]
         bins.append(torch.where(size_key == key)[0])
         maxima.append(window_maxima[image[bins[-1]], :, top[bins[-1]], left[bins[-1]]])  # [bins of that size, C]
     # every bin's row at once (one write, so that the backward pass copies the gradient once)
@@ -294,7 +292,7 @@ def roi_align_loop(input: Tensor, boxes: Tensor | list[Tensor], output_size: int
     return torch.stack(regions)
 
 
-@_one_cpu_thread
+@one_cpu_thread_with_backward
 def roi_align(input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
               spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """RoI align (He et al. 2017, Mask R-CNN): bilinear samples averaged per bin, no rounding.

@@ -289,3 +289,31 @@ def test_list_of_boxes_with_empty_images_equals_torchvision():
     assert boxes_to_rois(per_image)[:, 0].tolist() == [0.0] * 3 + [2.0] * 2
     for version in (roi_pool, roi_pool_loop, roi_align, roi_align_loop):
         assert version(x, [torch.zeros(0, 4)] * 3, (2, 3)).shape == (0, 2, 2, 3)
+
+
+def test_kernels_and_their_backward_run_on_one_thread_and_restore_the_callers_count():
+    # like torchvision's CPU kernels (lecture_lib._single_thread); gradients unchanged
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 4, 12, 12, generator=g)
+    rois = random_rois(10, 2, (48, 48), g)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for ours, theirs in ((roi_align, tvops.roi_align), (roi_pool, tvops.roi_pool)):
+            a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+            out = ours(a, rois, 3, 0.25)
+            assert torch.get_num_threads() == 2 and out.requires_grad
+            out.square().sum().backward()
+            theirs(b, rois, 3, 0.25).square().sum().backward()
+            assert torch.get_num_threads() == 2
+            torch.testing.assert_close(a.grad, b.grad)
+            empty = x.clone().requires_grad_()  # no boxes: a zero gradient, as torchvision's
+            ours(empty, torch.zeros(0, 5), 3).sum().backward()
+            assert torch.equal(empty.grad, torch.zeros_like(x))
+            with torch.no_grad():
+                assert not ours(a, rois, 3, 0.25).requires_grad
+        with pytest.raises(ValueError):
+            roi_align(x.requires_grad_(), torch.zeros(1, 4), 3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
