@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from lecture_lib.data.shapes import NUM_CLASSES, ShapesDataset
+from lecture_lib.models import fcn, unet
 from lecture_lib.models.fcn import FCN, FCNConfig, bilinear_kernel
 from lecture_lib.models.unet import UNet, UNetConfig
 from lecture_lib.train import fit
@@ -17,6 +18,8 @@ SMALL_FCN = dict(widths=(4, 4, 8, 8, 8))
 @pytest.mark.parametrize("make", [
     lambda: UNet(num_classes=5, base_channels=4, depth=3),
     lambda: UNet(UNetConfig(num_classes=5, base_channels=4, depth=1, batch_norm=False)),
+    lambda: UNet(num_classes=5, base_channels=4, depth=2, stem_stride=2),
+    lambda: UNet(UNetConfig(num_classes=5, base_channels=4, depth=1, batch_norm=False, stem_stride=2)),
     lambda: FCN(num_classes=5, variant="8s", **SMALL_FCN),
     lambda: FCN(num_classes=5, variant="16s", **SMALL_FCN),
     lambda: FCN(FCNConfig(num_classes=5, variant="32s", **SMALL_FCN)),
@@ -80,6 +83,7 @@ def test_a_few_training_steps_reduce_the_loss(make):
 @pytest.mark.parametrize("cls,kwargs,match", [
     (UNet, dict(num_classes=0), "num_classes must be a positive int"),
     (UNet, dict(depth=0), "depth must be a positive int"),
+    (UNet, dict(stem_stride=4), "stem_stride must be 1 or 2, got 4"),
     (FCN, dict(variant="4s"), "variant must be one of"),
     (FCN, dict(widths=(8, 8)), "widths must be 5 positive ints"),
 ])
@@ -94,3 +98,37 @@ def test_bad_input(model):
         model(torch.zeros(2, 1, 8, 8))
     with pytest.raises(TypeError, match="either"):
         type(model)(model.config, num_classes=3)
+
+
+def test_stem_stride_2_runs_the_unet_at_half_resolution():
+    model = UNet(num_classes=3, base_channels=4, depth=2, stem_stride=2).eval()
+    seen = {}
+    # (a forward hook that returns something replaces the output: these return None)
+    model.encoder[0].register_forward_hook(lambda m, i, o: seen.update(first=o.shape))
+    model.refine.register_forward_hook(lambda m, i, o: seen.update(refine_in=i[0].shape))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 48))
+    assert seen["first"][-2:] == (16, 24)
+    # the full-resolution refinement sees the image's 3 channels beside the up-sampled features
+    assert seen["refine_in"] == (1, 4 + 3, 32, 48)
+
+
+@pytest.mark.parametrize("module", [unet, fcn])
+def test_scene_configs(module):
+    config = module.scene_config(128, 5)
+    assert config.num_classes == 5
+    model = (UNet if module is unet else FCN)(config).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 40, 40)).shape == (1, 5, 40, 40)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+        module.scene_config(128, 1)
+    with pytest.raises(ValueError, match="image_size must be an int >= 16, got 4"):
+        module.scene_config(4, 5)
+    with pytest.raises(TypeError, match="image_size must be an int, got float"):
+        module.scene_config(64.0, 5)
+
+
+def test_fcn_scene_config_variants():
+    assert [fcn.scene_config(64, 5, v).variant for v in ("32s", "16s", "8s")] == ["32s", "16s", "8s"]
+    with pytest.raises(ValueError, match="variant must be one of"):
+        fcn.scene_config(64, 5, "4s")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lecture_lib.upsampling import ConvTranspose2d
 
-__all__ = ["FCNConfig", "FCN", "bilinear_kernel"]
+__all__ = ["FCNConfig", "FCN", "bilinear_kernel", "scene_config"]
 
 VARIANTS = {"32s": 0, "16s": 1, "8s": 2}  # number of skip connections fused
 
@@ -125,3 +125,23 @@ class FCN(nn.Module):
             scores = self.up2[i](scores) + self.score_skips[i](features[3 - i])
         scores = self.up_final(scores)
         return scores[:, :, :height, :width]
+
+
+def scene_config(image_size: int, num_classes: int, variant: str = "8s") -> FCNConfig:
+    """The FCN that the segmentation chapter trains beside its U-Net on square scenes of
+    ``image_size`` pixels (``num_classes`` with the background): the U-Net's encoder widths
+    (8, 16, 32, 64) plus a stride-32 block, so the comparison is about the decoder.
+
+    Args:
+        image_size: side of the training images, >= 16 (recorded for symmetry with
+            ``lecture_lib.models.unet.scene_config``; an FCN takes any size).
+        num_classes: classes to predict, background included (>= 2).
+        variant: "32s", "16s" or "8s".
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int):
+        raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be an int >= 16, got {image_size}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+    return FCNConfig(num_classes=num_classes, widths=(8, 16, 32, 64, 128), variant=variant)

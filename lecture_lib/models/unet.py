@@ -36,6 +36,10 @@ class UNetConfig:
         base_channels: channels of the first level; level ``i`` has ``base_channels * 2**i``.
         depth: number of poolings (the paper uses 4 with base 64).
         batch_norm: BatchNorm after each convolution (not in the paper; trains faster).
+        stem_stride: 1 (the paper) or 2: the first convolution has stride 2, so the whole
+            U-Net runs at half resolution, and a last up-conv brings its features back to full
+            resolution, where one 3x3 convolution sees them beside the input image (the pixels'
+            own colours place the boundaries). About 4x fewer operations.
     """
 
     num_classes: int = 5
@@ -43,12 +47,15 @@ class UNetConfig:
     base_channels: int = 16
     depth: int = 3
     batch_norm: bool = True
+    stem_stride: int = 1
 
     def __post_init__(self) -> None:
         for name in ("num_classes", "in_channels", "base_channels", "depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
 
 
 def double_conv(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.Sequential:
@@ -78,9 +85,11 @@ class UNet(nn.Module):
         self.config = config if config is not None else UNetConfig(**kwargs)
         cfg = self.config
         widths = [cfg.base_channels * 2 ** i for i in range(cfg.depth + 1)]
+        first = double_conv(cfg.in_channels, widths[0], cfg.batch_norm)
+        if cfg.stem_stride == 2:
+            first[0].stride = (2, 2)  # the first 3x3 convolution halves the resolution
         self.encoder = nn.ModuleList(
-            [double_conv(cfg.in_channels, widths[0], cfg.batch_norm)]
-            + [double_conv(widths[i], widths[i + 1], cfg.batch_norm) for i in range(cfg.depth)]
+            [first] + [double_conv(widths[i], widths[i + 1], cfg.batch_norm) for i in range(cfg.depth)]
         )
         # up-conv 2x2, stride 2: learned upsampling that also halves the channels
         self.up = nn.ModuleList([ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
@@ -88,12 +97,18 @@ class UNet(nn.Module):
         # after concatenation with the skip map there are 2 * widths[i] channels
         self.decoder = nn.ModuleList([double_conv(2 * widths[i], widths[i], cfg.batch_norm)
                                       for i in reversed(range(cfg.depth))])
+        if cfg.stem_stride == 2:
+            # back to full resolution; one 3x3 conv sees the features beside the image itself
+            self.up_stem = ConvTranspose2d(widths[0], widths[0], 2, stride=2)
+            self.refine = nn.Sequential(
+                nn.Conv2d(widths[0] + cfg.in_channels, widths[0], 3, padding=1, bias=not cfg.batch_norm),
+                *([nn.BatchNorm2d(widths[0])] if cfg.batch_norm else []), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(widths[0], cfg.num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"input must have shape [N, {self.config.in_channels}, H, W], got {list(x.shape)}")
-        skips = []
+        image, skips = x, []
         for level, block in enumerate(self.encoder):
             # pooling floors odd sizes; a 1-pixel map cannot be pooled further, so keep it
             if level > 0:
@@ -108,6 +123,10 @@ class UNet(nn.Module):
             dh, dw = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
             x = F.pad(x, (0, dw, 0, dh))
             x = block(torch.cat([skip, x], dim=1))
+        if self.config.stem_stride == 2:
+            x = self.up_stem(x)
+            dh, dw = image.shape[-2] - x.shape[-2], image.shape[-1] - x.shape[-1]
+            x = self.refine(torch.cat([image, F.pad(x, (0, dw, 0, dh))], dim=1))
         return self.head(x)
 
 

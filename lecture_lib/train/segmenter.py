@@ -43,7 +43,8 @@ from lecture_lib.train.loop import fit
 from lecture_lib.train.state import Callback, History, TrainState
 
 __all__ = ["SegmenterRecipe", "train_segmenter", "segmentation_loss", "dice_loss", "predict_masks",
-           "evaluate_segmenter", "BudgetClock"]
+           "evaluate_segmenter", "BudgetClock", "SceneTensors", "scene_tensors", "scene_segmenters",
+           "train_scene_segmenters", "scene_segmenters_recipe"]
 
 LOSSES = ("ce", "dice", "ce+dice")
 SCHEDULES = ("cosine", "constant")
@@ -61,6 +62,8 @@ class SegmenterRecipe:
         loss: "ce" (pixel-wise cross-entropy), "dice" (soft Dice) or "ce+dice" (their sum).
         flips: random flips and quarter turns (only flips for non-square images).
         channels_last: channels-last memory format; ``None`` = only on a GPU.
+        crop: train on random ``crop x crop`` windows (None: whole images) ...
+        crop_fraction: ... during this fraction of the budget, whole images after it.
     """
 
     peak_lr: float = 3e-3
@@ -70,6 +73,8 @@ class SegmenterRecipe:
     loss: str = "ce+dice"
     flips: bool = True
     channels_last: bool | None = None
+    crop: int | None = None
+    crop_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.peak_lr > 0:
@@ -168,9 +173,9 @@ class _CheckedItems(Dataset):
     turned and flipped with ``generator``."""
 
     def __init__(self, dataset, num_classes: int, in_channels: int | None, flips: bool,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, crop: int | None = None) -> None:
         self.dataset, self.num_classes, self.in_channels = dataset, num_classes, in_channels
-        self.flips, self.generator = flips, generator
+        self.flips, self.generator, self.crop = flips, generator, crop
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -179,6 +184,11 @@ class _CheckedItems(Dataset):
         image, mask = _check_item(self.dataset[index], index, self.num_classes, self.in_channels)
         if self.flips:
             image, mask = _random_symmetry(image, mask, self.generator)
+        if self.crop is not None:
+            height, width = mask.shape
+            top = int(torch.randint(max(height - self.crop, 0) + 1, (), generator=self.generator))
+            left = int(torch.randint(max(width - self.crop, 0) + 1, (), generator=self.generator))
+            image, mask = image[:, top:top + self.crop, left:left + self.crop], mask[top:top + self.crop, left:left + self.crop]
         return image, mask
 
 
@@ -187,6 +197,42 @@ def _collate(items: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     if len(sizes) > 1:
         raise ValueError(f"all images of a batch must have the same size, got sizes {sizes}")
     return torch.stack([image for image, _ in items]).float(), torch.stack([mask for _, mask in items])
+
+
+class SceneTensors(Dataset):
+    """``(image, mask)`` pairs held as two tensors: ``images`` ``Tensor[N, 3, H, W]`` (float32, or
+    float16 to halve the memory: items come back as float32) and ``masks`` ``Tensor[N, H, W]``
+    (uint8, items come back as int64). 4000 scenes of 128 x 128 take 460 MB in float16, against
+    about 1.5 GB for the cached scenes of a ``ShapesDataset``."""
+
+    def __init__(self, images: Tensor, masks: Tensor) -> None:
+        if images.dim() != 4 or masks.dim() != 3 or images.shape[0] != masks.shape[0] \
+                or images.shape[2:] != masks.shape[1:]:
+            raise ValueError(f"images [N, C, H, W] and masks [N, H, W] must agree, got {list(images.shape)} "
+                             f"and {list(masks.shape)}")
+        self.images, self.masks = images, masks
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.images[index].float(), self.masks[index].long()
+
+
+def scene_tensors(preset: str, n_images: int, split: str = "train", seed: int = 0, half: bool = False) -> SceneTensors:
+    """The scenes of ``lecture_lib.data.shapes.preset_dataset(preset, n_images, ...)`` generated
+    once and held as :class:`SceneTensors` (``half``: images in float16)."""
+    from lecture_lib.data.shapes import NUM_CLASSES, preset_dataset
+
+    scenes = preset_dataset(preset, n_images, split=split, seed=seed)
+    first_image, first_mask = scenes[0] if n_images else (torch.zeros(3, 1, 1), torch.zeros(1, 1))
+    images = torch.empty(n_images, *first_image.shape, dtype=torch.float16 if half else torch.float32)
+    masks = torch.empty(n_images, *first_mask.shape, dtype=torch.uint8 if NUM_CLASSES <= 256 else torch.int64)
+    for i in range(n_images):
+        scene = scenes.scene(i)
+        images[i], masks[i] = scene.image, scene.mask
+        scenes._cache.pop(i, None)  # keep only the compact copy
+    return SceneTensors(images, masks)
 
 
 # --- the budget -------------------------------------------------------------------------------
@@ -223,8 +269,8 @@ class BudgetClock:
 class _TimeBudget(Callback):
     """Set the learning rate from the fraction of the budget spent; stop when it is spent."""
 
-    def __init__(self, seconds: float, recipe: SegmenterRecipe, clock: BudgetClock) -> None:
-        self.seconds, self.recipe, self.clock = seconds, recipe, clock
+    def __init__(self, seconds: float, recipe: SegmenterRecipe, clock: BudgetClock, items=None) -> None:
+        self.seconds, self.recipe, self.clock, self.items = seconds, recipe, clock, items
 
     def on_fit_start(self, state: TrainState) -> None:
         self.clock.start()
@@ -234,6 +280,8 @@ class _TimeBudget(Callback):
         warmup = min(1.0, (state.step + 1) / r.warmup_steps)
         fraction = min(self.clock.spent() / self.seconds, 1.0)
         decay = 0.5 * (1 + math.cos(math.pi * fraction)) if r.schedule == "cosine" else 1.0
+        if self.items is not None and self.items.crop is not None and fraction >= r.crop_fraction:
+            self.items.crop = None  # from the next batch on: whole images
         for group in state.optimizer.param_groups:
             group["lr"] = r.peak_lr * warmup * decay
 
@@ -326,8 +374,8 @@ def train_segmenter(model: nn.Module, dataset, seconds: float, batch_size: int =
     _check_item(first, 0, num_classes, in_channels)
 
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(_CheckedItems(dataset, num_classes, in_channels, recipe.flips, generator),
-                        batch_size=min(batch_size, n_items), shuffle=True, generator=generator,
+    items = _CheckedItems(dataset, num_classes, in_channels, recipe.flips, generator, recipe.crop)
+    loader = DataLoader(items, batch_size=min(batch_size, n_items), shuffle=True, generator=generator,
                         drop_last=n_items >= batch_size, collate_fn=_collate)
     channels_last = device.type == "cuda" if recipe.channels_last is None else recipe.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -340,7 +388,7 @@ def train_segmenter(model: nn.Module, dataset, seconds: float, batch_size: int =
         return segmentation_loss(outputs, masks, recipe.loss), images, masks, outputs
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, weight_decay=recipe.weight_decay)
-    budget = _TimeBudget(float(seconds), recipe, BudgetClock(device))
+    budget = _TimeBudget(float(seconds), recipe, BudgetClock(device), items)
     try:
         history = fit(model, loader, epochs=1 << 30, optimizer=optimizer, callbacks=[budget], device=device,
                       amp=device.type == "cuda", progress=False, metric=None, forward_fn=forward)
@@ -380,3 +428,62 @@ def evaluate_segmenter(model: nn.Module, dataset, num_classes: int, batch_size: 
         masks = torch.stack([mask for _, mask in items])
         cm.update(predict_masks(model, images, batch_size), masks)
     return cm
+
+
+# --- the chapter's stored result (lecture_lib.weights) -------------------------------------------
+
+SCENE_PRESET = "scenes128"
+SCENE_SECONDS = 360.0  # 6 minutes of 2 CPU cores per model (the budget clock above)
+SCENE_TRAIN, SCENE_TEST = 4000, 300
+SCENE_MODELS = ("unet", "fcn32s", "fcn16s", "fcn8s")
+
+
+def scene_segmenters(image_size: int = 128, num_classes: int = 5) -> nn.ModuleDict:
+    """The chapter's four segmenters, untrained: ``{"unet", "fcn32s", "fcn16s", "fcn8s"}``."""
+    from lecture_lib.models import fcn, unet
+
+    models = {"unet": unet.UNet(unet.scene_config(image_size, num_classes))}
+    for variant in ("32s", "16s", "8s"):
+        models[f"fcn{variant}"] = fcn.FCN(fcn.scene_config(image_size, num_classes, variant))
+    return nn.ModuleDict(models)
+
+
+def train_scene_segmenters(models: nn.ModuleDict, seed: int = 0, seconds: float = SCENE_SECONDS,
+                           n_train: int = SCENE_TRAIN) -> dict:
+    """Train each model of :func:`scene_segmenters` for ``seconds`` on the same ``n_train``
+    scenes, on the device the models are on; returns each one's steps, budget spent and loss
+    curve (means of ``loss_every`` steps)."""
+    train_set = scene_tensors(SCENE_PRESET, n_train, split="train", half=True)
+    device = next(models.parameters()).device
+    history = {}
+    for name in SCENE_MODELS:
+        h = train_segmenter(models[name], train_set, seconds, seed=seed, device=device)
+        every = max(1, len(h.step_loss) // 200)  # the page's curve: at most 200 points
+        history[name] = {"steps": len(h.step_loss), "budget_seconds": h.epochs[-1]["budget_seconds"],
+                         "loss_every": every,
+                         "loss": [sum(h.step_loss[i:i + every]) / len(h.step_loss[i:i + every])
+                                  for i in range(0, len(h.step_loss), every)]}
+    return history
+
+
+def _evaluate_scene_segmenters(models: nn.ModuleDict, n_images: int | None = None) -> dict:
+    """Mean IoU of every model on the first ``n_images`` (default all) test scenes."""
+    test_set = scene_tensors(SCENE_PRESET, n_images or SCENE_TEST, split="test")
+    result = {}
+    for name in SCENE_MODELS:
+        cm = evaluate_segmenter(models[name], test_set, models[name].config.num_classes)
+        key = "mean_iou" if name == "unet" else f"mean_iou_{name}"
+        result[key] = cm.mean_iou()
+        if name == "unet":
+            result["pixel_accuracy"] = cm.pixel_accuracy()
+    return result
+
+
+def scene_segmenters_recipe():
+    """The stored result ``segmenters_scenes`` (``make weights NAME=segmenters_scenes``)."""
+    from lecture_lib.weights import Recipe
+
+    return Recipe(name="segmenters_scenes", build=scene_segmenters, train=train_scene_segmenters,
+                  evaluate=_evaluate_scene_segmenters, metric="mean_iou", check_images=16,
+                  description=f"UNet(scene_config(128, 5)) and FCN-32s/16s/8s, each trained by train_segmenter "
+                              f"for {SCENE_SECONDS:.0f} s (CPU s / 2 threads) on {SCENE_TRAIN} {SCENE_PRESET} scenes")
