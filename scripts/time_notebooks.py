@@ -48,7 +48,7 @@ def time_notebook(path: Path, timeout: int = 1800) -> dict:
         if output.get("output_type") == "stream":
             probe = json.loads(output["text"].strip().splitlines()[-1])
     return {"notebook": str(path.relative_to(ROOT)), "wall_s": round(wall, 1), "cpu_s": round(probe.get("cpu", float("nan")), 1),
-            "maxrss_mb": round(probe.get("maxrss_mb", float("nan"))), "error": error}
+            "maxrss_mb": round(probe.get("maxrss_mb", float("nan")), 0), "error": error}
 
 
 def main(argv: list[str] | None = None) -> int:
