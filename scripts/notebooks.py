@@ -3,6 +3,7 @@
     python scripts/notebooks.py new book/05_segmentation/02_fcn.ipynb "Fully convolutional networks"
     python scripts/notebooks.py set-repository https://github.com/YOU/YOUR-FORK
     python scripts/notebooks.py strip        # remove outputs from every committed notebook
+    python scripts/notebooks.py strip book/05_segmentation/02_fcn.ipynb   # ... or from the ones named
 
 Every chapter and exercise notebook starts with the same setup cell (tested in
 tests/test_notebook_layout.py); its repository URL is the one in _config.yml.
@@ -93,8 +94,11 @@ def set_repository(url: str) -> None:
         nbformat.write(nb, path)
 
 
-def strip_outputs() -> None:
-    for path in all_notebooks():
+def strip_outputs(paths: list[str] | None = None) -> None:
+    """Remove outputs, execution counts and widget state from ``paths`` (default: every notebook)."""
+    for path in [ROOT / p for p in paths] if paths else all_notebooks():
+        if not path.is_file():
+            raise SystemExit(f"strip: no notebook at {path}")
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "code":
@@ -111,8 +115,8 @@ if __name__ == "__main__":
         print(new_notebook(*args))
     elif command == "set-repository" and len(args) == 1:
         set_repository(args[0])
-    elif command == "strip" and not args:
-        strip_outputs()
+    elif command == "strip":
+        strip_outputs(args)
     else:
         print(__doc__)
         raise SystemExit(2)
