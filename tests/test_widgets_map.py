@@ -74,9 +74,18 @@ def test_plot_map_demo_draws_boxes_and_shaded_curve():
         assert ax.get_title().startswith("image") and "x (pixels)" == ax.get_xlabel()
 
 
+def _label_extents(ax):
+    renderer = ax.figure.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in ax.texts]
+
+
+def _overlapping(extents):
+    return [(i, j) for i in range(len(extents)) for j in range(i + 1, len(extents)) if extents[i].overlaps(extents[j])]
+
+
 def test_plot_map_demo_grid_and_score_labels_do_not_overlap():
-    # two identical detections and one far away: the second label of the pair goes below the
-    # box, a third identical one has no free place and gets no label
+    # three identical detections and one far away: the best label goes above the box, the next
+    # below it, the third inside; none covers another and all stay inside the image
     box = [20.0, 20.0, 50.0, 50.0]
     preds = [{"boxes": torch.tensor([box, box, box, [70.0, 70.0, 90.0, 90.0]]),
               "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.zeros(4, dtype=torch.long)}]
@@ -85,22 +94,36 @@ def test_plot_map_demo_grid_and_score_labels_do_not_overlap():
     assert len(axes) == 2  # one image and the PR curve, on a 2 x 3 grid
     grid = axes[0].figure.axes
     assert len(grid) == 6 and not any(ax.axison for ax in grid[2:])
-    key = [t.get_text() for t in grid[2].get_legend().get_texts()]  # the first spare axis explains the colours
+    key = [t.get_text() for t in grid[2].get_legend().get_texts()]  # the first spare axis explains the boxes
     assert key[:2] == ["TP", "FP"] and "object, missed" in key
     texts = axes[0].texts
-    assert [t.get_text() for t in texts] == ["0.90", "0.80", "0.60"]
-    assert texts[0].get_position()[1] < 20 < 50 < texts[1].get_position()[1]  # above, then below
-    assert all(t.get_bbox_patch() is not None for t in texts)  # on a white background
+    # the status is written, not only coloured; labels in score order
+    assert [t.get_text() for t in texts] == ["TP 0.90", "FP 0.80", "FP 0.70", "FP 0.60"]
+    (_, y_above), (_, y_below), (_, y_inside) = (t.get_position() for t in texts[:3])
+    assert texts[0].get_va() == "bottom" and y_above == 20  # above the top edge
+    assert texts[1].get_va() == "top" and y_below == 50  # below the bottom edge
+    assert 20 < y_inside < 50  # inside the box
+    assert _overlapping(_label_extents(axes[0])) == []
+    frame = axes[0].get_window_extent(axes[0].figure.canvas.get_renderer())
+    assert all(frame.x0 <= e.x0 and e.x1 <= frame.x1 + 1 and frame.y0 <= e.y0 and e.y1 <= frame.y1 + 1
+               for e in _label_extents(axes[0]))
+    assert all(t.get_bbox_patch() is not None for t in texts)  # on a background of the box's colour
     with pytest.raises(ValueError, match="needs 2 axes"):
         plot_map_demo(compute_map_demo(preds, targets), [axes[0]])
 
 
 def test_plot_matching_step_labels_have_background():
-    ax = plot_matching_step(compute_matching_steps(*demo_matching_scene()), 2)
+    _, ax = plt.subplots()
+    ax = plot_matching_step(compute_matching_steps(*demo_matching_scene()), 2, ax)
     labels = {t.get_text(): t for t in ax.texts}
-    assert {"gt0", "gt1", "gt2", "d2 (0.80)"} <= set(labels)
+    assert set(labels) == {"gt0", "gt1", "gt2", "FP d2 (0.80)"}
     assert all(t.get_bbox_patch() is not None for t in labels.values())
-    assert labels["gt0"].get_position()[1] > 50  # below the box (bottom edge at y = 50)
+    assert _overlapping(_label_extents(ax)) == []
+    # gt0 and gt1 are taken at step 3 (found), gt2 is still free (drawn as a missed object)
+    edge = {matplotlib.colors.to_hex(t.get_bbox_patch().get_facecolor()) for t in (labels["gt0"], labels["gt1"])}
+    assert edge == {matplotlib.colors.to_hex(COLORS["found"])}
+    assert matplotlib.colors.to_hex(labels["gt2"].get_bbox_patch().get_facecolor()) == COLORS["missed"].lower()
+
 
 def test_plot_pr_curve_voc_on_given_axis():
     preds, targets = make_demo_scenes(3, seed=1)

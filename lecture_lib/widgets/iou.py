@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from lecture_lib.boxes import box_iou
+from lecture_lib.widgets.base import figure_output, watch
 
 __all__ = [
     "IoUParts",
@@ -178,23 +179,22 @@ def iou_demo(box_a=(20, 20, 60, 70), box_b=(35, 30, 80, 80), iou_threshold: floa
         "h": widgets.FloatSlider(value=by2 - by1, min=1, max=height, step=1, description="B: height", style=style),
         "t": widgets.FloatSlider(value=iou_threshold, min=0, max=1, step=0.05, description="IoU threshold", style=style),
     }
-    out = widgets.Output()
     label = widgets.HTML()
 
-    def redraw(*_):
+    def draw(box, threshold):
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+        return plot_iou(box_a, box, iou_threshold=threshold, ax=ax, image_size=image_size)
+
+    out, redraw = figure_output(draw)
+
+    def update(*_):
         s = {k: v.value for k, v in sliders.items()}
         box = (s["x"], s["y"], s["x"] + s["w"], s["y"] + s["h"])
         parts = compute_iou(box_a, box)
         label.value = f"<b>IoU = {parts.iou:.3f}</b> (intersection {parts.intersection:.0f}, union {parts.union:.0f})"
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(4.5, 4.5))
-            plot_iou(box_a, box, iou_threshold=s["t"], ax=ax, image_size=image_size)
-            plt.show()
+        redraw(box, s["t"])
 
-    for slider in sliders.values():
-        slider.observe(redraw, names="value")
-    redraw()
+    watch(sliders.values(), update)
     return widgets.VBox([*sliders.values(), label, out])
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from lecture_lib.metrics.detection import (
@@ -29,6 +28,8 @@ from lecture_lib.metrics.detection import (
     match_detections,
     precision_recall,
 )
+from lecture_lib.widgets.base import figure_output, watch
+from lecture_lib.widgets.draw import STYLES, box_legend, detection_status, draw_boxes, draw_marked, label_boxes
 
 __all__ = [
     "COLORS",
@@ -46,11 +47,8 @@ __all__ = [
     "matching_demo",
 ]
 
-COLORS = {"tp": "tab:green", "fp": "tab:red", "ignored": "tab:gray", "missed": "tab:orange",
-          "found": "black", "dropped": "lightgray"}
-
-# a white box behind labels that sit on box edges, so that dashed lines do not cut through them
-LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+# the colour of each box kind, as lecture_lib.widgets.draw draws it on every page
+COLORS = {kind: STYLES[kind].colour for kind in ("tp", "fp", "ignored", "missed", "found", "dropped")}
 
 
 def make_demo_scenes(num_images: int = 4, seed: int = 0, size: float = 100.0,
@@ -131,18 +129,17 @@ def compute_map_demo(preds: list, targets: list, iou_threshold: float = 0.5, sco
     statuses, found, scores, tps = [], [], [], []
     num_gt = 0
     for p, t in zip(preds, targets):
-        keep = p["scores"] >= score_threshold
-        kept = keep.nonzero()[:, 0]
-        match = match_detections(p["boxes"][keep], p["scores"][keep], t["boxes"], iou_threshold, method)
-        status = ["dropped"] * len(p["scores"])
-        for j, i in enumerate(kept.tolist()):
-            status[i] = match.status[j]
+        one_class = {**p, "labels": torch.zeros(len(p["scores"]), dtype=torch.long)}  # the demo has one class
+        status, gt_found = detection_status(one_class, {"boxes": t["boxes"], "labels": torch.zeros(len(t["boxes"]))},
+                                            iou_threshold, score_threshold, method)
         statuses.append(status)
-        found.append(match.gt_taken)
+        found.append(gt_found)
         num_gt += len(t["boxes"])
         # in each image's ranked order, so that a stable sort below breaks ties by image
-        scores.append(p["scores"][keep][match.order].double())
-        tps.append(torch.tensor([match.status[j] == "tp" for j in match.order.tolist()], dtype=torch.bool))
+        ranked = [i for i in torch.argsort(p["scores"], descending=True, stable=True).tolist()
+                  if status[i] in ("tp", "fp")]
+        scores.append(p["scores"][ranked].double())
+        tps.append(torch.tensor([status[i] == "tp" for i in ranked], dtype=torch.bool))
     scores_all = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
     tp_all = torch.cat(tps) if tps else torch.zeros(0, dtype=torch.bool)
     order = torch.sort(-scores_all, stable=True).indices
@@ -157,43 +154,18 @@ def compute_map_demo(preds: list, targets: list, iou_threshold: float = 0.5, sco
                          ranked_tp, precision, recall, levels, interpolated, ap, num_gt)
 
 
-def _draw_box(ax, box, color, lw=2.0, ls="-", alpha=1.0, label=None):
-    x1, y1, x2, y2 = [float(v) for v in box]
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=lw, ls=ls, alpha=alpha,
-                           label=label))
-
-
 def plot_detections(result: MapDemoResult, image: int = 0, ax=None, size: float = 100.0):
-    """One image: ground truth dashed (black if found, orange if missed), detections by status."""
+    """One image: objects found or missed, detections by status (lecture_lib.widgets.draw's
+    styles), each kept detection labelled with its status and score, the best scores first."""
     ax = ax if ax is not None else plt.gca()
-    target, pred = result.targets[image], result.preds[image]
-    for box, found in zip(target["boxes"], result.gt_found[image].tolist()):
-        _draw_box(ax, box, COLORS["found"] if found else COLORS["missed"], lw=2.5, ls="--")
-    for box, status in zip(pred["boxes"], result.det_status[image]):
-        dropped = status == "dropped"
-        _draw_box(ax, box, COLORS[status], lw=1.0 if dropped else 2.0, alpha=0.6 if dropped else 1.0)
-    # score labels, highest score first, above the box's top-left corner (or below its bottom-left
-    # one); a label that would cover an earlier one is left out rather than printed over it
-    label_w, label_h = 0.12 * size, 0.06 * size  # about the size of "0.44" at fontsize 8
-    placed = []
-    for i in torch.argsort(pred["scores"], descending=True, stable=True).tolist():
-        status = result.det_status[image][i]
-        if status == "dropped":
-            continue
-        x1, y1, _, y2 = [float(v) for v in pred["boxes"][i]]
-        x1 = min(max(x1, 0.0), size - label_w)  # inside the image
-        for x, y, va in ((x1, y1 - 0.5, "bottom"), (x1, y2 + 0.5, "top")):
-            top = y - label_h if va == "bottom" else y
-            if not 0 <= top <= size - label_h:
-                continue  # it would be cut off at the image border
-            if all(abs(x - px) >= label_w or abs(top - pt) >= label_h for px, pt in placed):
-                placed.append((x, top))
-                ax.text(x, y, f"{float(pred['scores'][i]):.2f}", color=COLORS[status], fontsize=8, va=va,
-                        bbox=LABEL_BOX, clip_on=True)
-                break
     ax.set_xlim(0, size)
     ax.set_ylim(size, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
+    target, pred = result.targets[image], result.preds[image]
+    order = torch.argsort(pred["scores"], descending=True, stable=True).tolist()
+    draw_marked(ax, target["boxes"], result.gt_found[image], pred["boxes"][order],
+                [result.det_status[image][i] for i in order],
+                texts=[f"{float(pred['scores'][i]):.2f}" for i in order])
     counts = {s: result.det_status[image].count(s) for s in ("tp", "fp")}
     missed = int((~result.gt_found[image]).sum())
     ax.set_title(f"image {image}: {counts['tp']} TP, {counts['fp']} FP, {missed} missed", fontsize=9)
@@ -247,29 +219,9 @@ def plot_map_demo(result: MapDemoResult, axes=None):
     plot_pr_curve(result, axes[n])
     for ax in axes[n + 1:]:
         ax.set_axis_off()
-    if len(axes) > n + 1:  # a spare axis: the key to the colours
-        key = [("TP", COLORS["tp"], "-"), ("FP", COLORS["fp"], "-"), ("dropped (score threshold)", COLORS["dropped"], "-"),
-               ("object, found", COLORS["found"], "--"), ("object, missed", COLORS["missed"], "--")]
-        axes[n + 1].legend([Rectangle((0, 0), 1, 1, fill=False, edgecolor=c, lw=2, ls=ls) for _, c, ls in key],
-                           [name for name, _, _ in key], loc="center", fontsize=9, title="boxes")
+    if len(axes) > n + 1:  # a spare axis: the key to the boxes
+        box_legend(axes[n + 1], ["tp", "fp", "dropped", "found", "missed"], outside=False, loc="center")
     return axes[: n + 1]
-
-
-def _figure_output(draw):
-    """An Output widget and a function that redraws a matplotlib figure into it."""
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    out = widgets.Output()
-
-    def redraw(*args):
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(*args)
-            display(fig)
-            plt.close(fig)
-
-    return out, redraw
 
 
 def map_demo(num_images: int = 4, seed: int = 0):
@@ -289,20 +241,17 @@ def map_demo(num_images: int = 4, seed: int = 0):
         plot_map_demo(result, axes)
         return fig
 
-    out, redraw = _figure_output(draw)
+    out, redraw = figure_output(draw)
 
     def update(_=None):
         result = compute_map_demo(preds, targets, iou.value, score.value, method.value)
         tp, kept = int(result.ranked_tp.sum()), len(result.ranked_tp)
         summary.value = (f"<b>AP = {result.ap:.3f}</b> &nbsp; {tp} TP, {kept - tp} FP, "
                          f"{result.num_gt - tp} missed of {result.num_gt} objects "
-                         f"<span style='color:green'>TP</span> / <span style='color:red'>FP</span> / "
-                         f"<span style='color:orange'>missed</span>")
+                         "(box key beside the images)")
         redraw(result)
 
-    for w in (iou, score, method):
-        w.observe(update, names="value")
-    update()
+    watch([iou, score, method], update)
     box = widgets.VBox([widgets.HBox([iou, score]), method, summary, out])
     box.sliders = {"iou_threshold": iou, "score_threshold": score, "method": method}
     box.summary = summary
@@ -358,26 +307,24 @@ def plot_matching_step(matching: MatchingSteps, step: int, ax=None, size: float 
         raise ValueError(f"step must be in [0, {len(matching.steps) - 1}], got {step}")
     ax = ax if ax is not None else plt.gca()
     current: MatchStep = matching.steps[step]
-    for j, (box, taken) in enumerate(zip(matching.gt_boxes, current.gt_taken.tolist())):
-        _draw_box(ax, box, COLORS["found"] if taken else COLORS["missed"], lw=2.5, ls="--")
-        # labels just below the box, of neighbouring boxes at alternate corners, so that
-        # overlapping boxes stay readable; a white box keeps dashed edges from cutting through them
-        left = j % 2 == 0
-        ax.text(float(box[0] if left else box[2]), float(box[3]) + 1, f"gt{j}", fontsize=8, va="top",
-                ha="left" if left else "right", bbox=LABEL_BOX)
-    for s in matching.steps[:step]:
-        _draw_box(ax, matching.boxes[s.detection], COLORS[s.status], lw=1.5, alpha=0.5)
-    _draw_box(ax, matching.boxes[current.detection], COLORS[current.status], lw=3.5)
-    b = matching.boxes[current.detection]
-    ious = ", ".join(f"gt{j} {v:.2f}" for j, v in enumerate(current.ious.tolist()))
-    ax.text(float(b[0]), float(b[1]) - 1.5, f"d{current.detection} ({current.score:.2f})", fontsize=8,
-            color=COLORS[current.status], weight="bold", bbox=LABEL_BOX)
-    outcome = {"tp": f"TP, takes gt{current.matched_gt}", "fp": "FP", "ignored": "ignored"}[current.status]
-    ax.set_title(f"step {step + 1}/{len(matching.steps)} ({matching.method}, IoU {matching.iou_threshold:.2f}): "
-                 f"d{current.detection} -> {outcome}\nIoU: {ious}", fontsize=9)
     ax.set_xlim(0, size)
     ax.set_ylim(size, 0)
     ax.set_aspect("equal")
+    taken = current.gt_taken
+    # objects: taken so far as "found", still free as "missed" (what they are if nothing takes them)
+    draw_boxes(ax, matching.gt_boxes[taken], "found")
+    draw_boxes(ax, matching.gt_boxes[~taken], "missed")
+    for s in matching.steps[:step]:
+        draw_boxes(ax, matching.boxes[s.detection], s.status, linewidth=1.5, alpha=0.5)
+    draw_boxes(ax, matching.boxes[current.detection], current.status, linewidth=3.5)
+    label_boxes(ax, matching.boxes[current.detection], [f"d{current.detection} ({current.score:.2f})"],
+                current.status)
+    for j, (box, is_taken) in enumerate(zip(matching.gt_boxes, taken.tolist())):
+        label_boxes(ax, box, [f"gt{j}"], "found" if is_taken else "missed", tag=False)
+    ious = ", ".join(f"gt{j} {v:.2f}" for j, v in enumerate(current.ious.tolist()))
+    outcome = {"tp": f"TP, takes gt{current.matched_gt}", "fp": "FP", "ignored": "ignored"}[current.status]
+    ax.set_title(f"step {step + 1}/{len(matching.steps)} ({matching.method}, IoU {matching.iou_threshold:.2f}): "
+                 f"d{current.detection} -> {outcome}\nIoU: {ious}", fontsize=9)
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     return ax
@@ -401,7 +348,7 @@ def matching_demo(boxes: Tensor | None = None, scores: Tensor | None = None, gt_
         fig.tight_layout()
         return fig
 
-    out, redraw = _figure_output(draw)
+    out, redraw = figure_output(draw)
 
     def update(_=None):
         matching = compute_matching_steps(boxes, scores, gt_boxes, iou.value, method.value)
@@ -409,9 +356,7 @@ def matching_demo(boxes: Tensor | None = None, scores: Tensor | None = None, gt_
         summary.value = " ".join(f"d{s.detection}:{s.status.upper()}" for s in done)
         redraw(matching)
 
-    for w in (step, iou, method):
-        w.observe(update, names="value")
-    update()
+    watch([step, iou, method], update)
     box = widgets.VBox([widgets.HBox([step, iou]), method, summary, out])
     box.sliders = {"step": step, "iou_threshold": iou, "method": method}
     box.summary = summary

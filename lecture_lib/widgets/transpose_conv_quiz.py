@@ -28,6 +28,7 @@ from torch import Tensor
 
 from lecture_lib.lecture import TRANSPOSE_CONV_QUIZ
 from lecture_lib.upsampling import conv_transpose2d
+from lecture_lib.widgets.base import figure_output, watch
 from lecture_lib.widgets.upsampling import TransposeConvStep, compute_transpose_conv_steps, plot_grids
 
 __all__ = [
@@ -168,7 +169,6 @@ def quiz_demo():
     (Button), ``feedback`` (HTML) and ``step`` (IntSlider) for tests.
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     labels = [(f"{k}: X, Y, Z = {', '.join(f'{v:.0f}' for v in vals)}", k) for k, vals in QUIZ_OPTIONS.items()]
     choice = widgets.RadioButtons(options=labels, value=None, description="", layout={"width": "max-content"})
@@ -178,13 +178,7 @@ def quiz_demo():
     step = widgets.IntSlider(value=0, min=0, max=n_steps, description="step", disabled=True)
     play = widgets.Play(value=0, min=0, max=n_steps, interval=1200, disabled=True)
     widgets.jslink((play, "value"), (step, "value"))
-    out = widgets.Output()
-
-    def draw(*_):
-        with out:
-            out.clear_output(wait=True)
-            plot_quiz(step.value)
-            plt.show()
+    out, redraw = figure_output(plot_quiz)
 
     def on_check(_=None):
         if choice.value is None:
@@ -200,8 +194,7 @@ def quiz_demo():
             step.value = 1
 
     check.on_click(on_check)
-    step.observe(draw, names="value")
-    draw()
+    watch([step], lambda *_: redraw(step.value))
     box = widgets.VBox([widgets.HTML(f"<p>{QUIZ_QUESTION}</p>"), choice, check, feedback,
                         widgets.HBox([play, step]), out])
     box.choice, box.check, box.feedback, box.step = choice, check, feedback, step

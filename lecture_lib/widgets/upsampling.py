@@ -26,6 +26,7 @@ from lecture_lib.upsampling import (
     max_unpool2d,
     nearest_upsample,
 )
+from lecture_lib.widgets.base import figure_output, watch
 
 __all__ = [
     "OPERATIONS",
@@ -297,7 +298,6 @@ def upsampling_demo(grid=DEFAULT_INPUT, op: str = "nearest"):
     holding the output grid as text (or the error message) — handy in tests.
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     def as_text(g):
         return "\n".join(" ".join(_format(v) for v in row) for row in parse_grid(g).tolist())
@@ -313,9 +313,9 @@ def upsampling_demo(grid=DEFAULT_INPUT, op: str = "nearest"):
         "padding": widgets.IntSlider(value=0, min=0, max=2, description="padding"),
     }
     status = widgets.HTML()
-    out = widgets.Output()
+    out, redraw = figure_output(plot_upsampling)
 
-    def redraw(*_):
+    def update(*_):
         c = {k: w.value for k, w in controls.items()}
         transpose = c["op"] == "transpose_conv"
         for name in ("filter", "stride", "padding"):
@@ -333,14 +333,9 @@ def upsampling_demo(grid=DEFAULT_INPUT, op: str = "nearest"):
             status.value = f"<span style='color: #b42318'>{err}</span>"
             return
         status.value = "<pre>" + as_text(result.output) + "</pre>"
-        with out:
-            out.clear_output(wait=True)
-            plot_upsampling(result)
-            plt.show()
+        redraw(result)
 
-    for w in controls.values():
-        w.observe(redraw, names="value")
-    redraw()
+    watch(controls.values(), update)
     box = widgets.VBox([widgets.HBox([controls["op"], controls["scale"], controls["stride"], controls["padding"]]),
                         widgets.HBox([controls["grid"], controls["filter"]]), out, status])
     box.controls = controls
