@@ -289,3 +289,13 @@ def test_mask_rcnn_aligned_config_trains_and_predicts():
     with torch.no_grad():
         out = model(images)
     assert out[0]["masks"].shape[1:] == (1, 32, 32)
+
+
+def test_aligned_paste_keeps_probabilities_in_range():
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(20, 1, 28, 28, generator=g)
+    masks[:, :, 5:20, 5:20] = 1.0
+    xy = torch.rand(20, 2, generator=g) * 80
+    boxes = torch.cat([xy, xy + torch.rand(20, 2, generator=g) * 40 + 3], dim=1)
+    pasted = paste_masks_in_image(masks, boxes, (128, 128), aligned=True)
+    assert pasted.min() >= 0 and pasted.max() <= 1

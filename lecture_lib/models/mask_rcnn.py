@@ -192,6 +192,9 @@ def _paste_aligned(masks: Tensor, boxes: Tensor, height: int, width: int) -> Ten
     gy = 2 * (ys[None] - boxes[:, 1:2]) / size[:, 1:] - 1  # [N, H]
     grid = torch.stack([gx[:, None, :].expand(-1, height, -1), gy[:, :, None].expand(-1, -1, width)], dim=-1)
     pasted = F.grid_sample(masks, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # bilinear weights sum to 1 up to rounding: keep each mask within its own range (probabilities stay <= 1)
+    pasted = torch.minimum(torch.maximum(pasted, masks.amin(dim=(2, 3), keepdim=True)),
+                           masks.amax(dim=(2, 3), keepdim=True))
     inside = (gx.abs() <= 1)[:, None, :] & (gy.abs() <= 1)[:, :, None]  # pixel centres in the box
     return pasted * inside[:, None].to(pasted.dtype)
 
