@@ -176,6 +176,20 @@ def _control_html(name: str, values: list, initial: int) -> str:
     return f'<label>{label} {widget} <b data-value-of="{name}">{shown}</b></label>'
 
 
+def _describe_first_frame(render, params: dict, title: str | None) -> str:
+    """The title (if any) and what the first frame's figure shows (its titles, axis labels)."""
+    import matplotlib.pyplot as plt
+
+    from lecture_lib.widgets.alt_text import describe_figure
+
+    figure = render(**params)
+    figure = figure.figure if hasattr(figure, "figure") and not hasattr(figure, "savefig") else figure
+    described = describe_figure(figure).removeprefix("Figure: ")
+    plt.close(figure)
+    parts = [p.rstrip(".") for p in (title, described) if p]
+    return ". ".join(parts) if parts else "precomputed figure"
+
+
 def static_interact(render: Callable[..., object], controls: Mapping[str, Sequence], *,
                     initial: Mapping[str, object] | None = None, title: str | None = None,
                     dpi: int = 110, progress: bool = False, alt: str | None = None):
@@ -188,7 +202,8 @@ def static_interact(render: Callable[..., object], controls: Mapping[str, Sequen
         title: optional heading shown above the controls.
         dpi: resolution of the frames (all of them have the same pixel size).
         progress: show a tqdm bar while the frames are rendered.
-        alt: what the figure shows, for readers who cannot see it (default: the title); the
+        alt: what the figure shows, for readers who cannot see it (default: the title and what the
+            first frame's figure shows, from its titles and axis labels, see ``alt_text``); the
             image's alt text is this plus the current control values, updated on every change.
 
     Returns:
@@ -207,7 +222,8 @@ def static_interact(render: Callable[..., object], controls: Mapping[str, Sequen
             raise ValueError(f"initial {name}={initial[name]!r} is not one of {values}")
         start[name] = values.index(initial[name]) if name in initial else 0
     frames = [base64.b64encode(png).decode("ascii") for png in compute_frames(render, controls, dpi, progress)]
-    description = alt or title or "precomputed figure"
+    description = alt or _describe_first_frame(render, {name: values[start[name]] for name, values in controls.items()},
+                                               title)
     text = _TEMPLATE.format(
         alt=html_lib.escape(description, quote=True),
         alt_json=json.dumps(description),
