@@ -125,3 +125,37 @@ def test_bad_datasets():
                        seconds=1)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         train_detector(lambda x: x, [], seconds=1)
+
+
+class _Oracle(torch.nn.Module):
+    """Returns the true boxes of the images it was built with (found by pixel identity)."""
+
+    def __init__(self, items):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.items = items
+
+    def forward(self, images):
+        out = []
+        for image in images:
+            target = next(t for x, t in self.items if torch.equal(x, image))
+            out.append({"boxes": target["boxes"], "scores": torch.linspace(1, 0.5, len(target["boxes"])),
+                        "labels": target["labels"],
+                        **({"masks": target["masks"][:, None].float()} if "masks" in target else {})})
+        return out
+
+
+def test_evaluate_detector_scores_a_perfect_detector_one():
+    from lecture_lib.train.detector import evaluate_detector
+
+    data = preset_dataset("scenes64", 5, split="test")
+    items = [(s.image, {"boxes": s.boxes, "labels": s.labels, "masks": s.instance_masks})
+             for s in (data.scene(i) for i in range(5))]
+    scores = evaluate_detector(_Oracle(items), items, batch_size=2, masks=True)
+    assert scores["voc_map_50"] == 1.0 and scores["coco_map"] == 1.0 and scores["mask_map"] == 1.0
+    assert scores["images"] == 5 and scores["objects"] == sum(len(t["boxes"]) for _, t in items)
+    # a detector that finds nothing scores 0
+    empty = [(x, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}) for x, _ in items]
+    assert evaluate_detector(_Oracle(empty), [(x, t) for (x, _), (_, t) in zip(empty, items)])["voc_map_50"] == 0.0
+    with pytest.raises(ValueError, match="at least one image"):
+        evaluate_detector(_Oracle(items), [])
