@@ -320,16 +320,16 @@ def _score_in_process(exercise, namespace) -> float:
     import contextlib
     import io
 
-    from lecture_lib.grading import grader
+    from lecture_lib.grading.answers import extract_cell, parse_answers, score_question
 
     total = 0.0
     for question in exercise.questions.values():
         nonce = "7" * 32
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            exec(f"EXPRESSIONS = {question.extract!r}\nNONCE = {nonce!r}\n{grader._EXTRACT_CELL}", namespace)
-        values, errors = grader._parse_answers(buffer.getvalue(), nonce, Limits())
-        total += grader._score(question, values, errors).points
+            exec(extract_cell(question, nonce), namespace)
+        values, errors = parse_answers(buffer.getvalue(), nonce, Limits().answer_kb)
+        total += score_question(question, values, errors).points
     return total
 
 
@@ -456,6 +456,7 @@ def test_refuses_without_sandbox_unless_told(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(grader, "sandbox_available", lambda: (False, "user namespaces are disabled"))
     (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "someone.ipynb").write_bytes(MASTER.read_bytes())
     with pytest.raises(SandboxUnavailable, match="--unsafe-no-sandbox"):
         grade_folder(MASTER, tmp_path / "subs", tmp_path / "out")
     assert cli.main(["grade", str(MASTER), str(tmp_path / "subs"), "--out", str(tmp_path / "out")]) == 1

@@ -1,16 +1,18 @@
 """``lecture-grade``: student copies, sandboxed grading, Gradescope autograder zips.
 
     lecture-grade student exercises/03_segmentation.ipynb student/
-    lecture-grade grade exercises/03_segmentation.ipynb submissions/ --out grades/
+    lecture-grade grade exercises/03_segmentation.ipynb submissions/ --out grades/ --jobs 2
     lecture-grade gradescope exercises/03_segmentation.ipynb --out autograder_03_segmentation.zip
 
-(also ``python -m lecture_lib.grading.cli ...``). Exit status: 0 done, 1 refused or failed.
+(also ``python -m lecture_lib.grading.cli ...``). Exit status: 0 done, 1 refused or failed,
+130 interrupted (Ctrl-C; the grades stored so far are kept: run the same command again).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -85,6 +87,25 @@ def _results_json(results, target: Path) -> None:
     target.write_text(json.dumps(payload, indent=2))
 
 
+def _grade(args) -> int:
+    from .grader import NoNotebooks, grade_folder
+    from .sandbox import Limits
+
+    limits = Limits(cell_timeout=args.cell_timeout, submission_timeout=args.timeout, cpu_seconds=args.cpu,
+                    memory_mb=args.memory_mb, resident_mb=args.resident_mb, cpus=args.cpus)
+    try:
+        results = grade_folder(args.master, args.submissions, args.out, limits,
+                               unsafe_no_sandbox=args.unsafe_no_sandbox, jobs=args.jobs, regrade=args.regrade)
+    except NoNotebooks:
+        if not args.results_json:
+            raise
+        results = []  # a Gradescope upload without a notebook: the student sees why in results.json
+    if args.results_json:
+        _results_json(results, args.results_json)
+    print(f"graded {len(results)} submissions: {args.out / 'grades.csv'}, summary in {args.out / 'summary.txt'}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lecture-grade", description="Student copies, sandboxed grading and Gradescope autograder zips for the course exercises.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,13 +117,21 @@ def _parser() -> argparse.ArgumentParser:
     grade = sub.add_parser("grade", help="grade every *.ipynb of a folder in sandboxes")
     grade.add_argument("master", type=Path)
     grade.add_argument("submissions", type=Path)
-    grade.add_argument("--out", type=Path, required=True, help="folder for grades.csv, gradescope/, feedback/")
-    grade.add_argument("--workers", type=int, default=2, help="submissions graded in parallel (default 2)")
+    grade.add_argument("--out", type=Path, required=True, help="folder for grades.csv, summary.txt, gradescope/, feedback/ and state/ (the stored grades)")
+    grade.add_argument("--jobs", "-j", type=int, default=2,
+                       help="submissions graded at once, each in its own sandbox (default 2; about one per CPU core)")
+    grade.add_argument("--workers", type=int, dest="jobs", help=argparse.SUPPRESS)  # the old name of --jobs
+    grade.add_argument("--regrade", action="store_true",
+                       help="grade everything again, ignoring the grades stored in OUT/state by earlier runs")
     grade.add_argument("--cell-timeout", type=float, default=60, help="wall-clock seconds per cell (default 60)")
     grade.add_argument("--timeout", type=float, default=300, help="wall-clock seconds per submission (default 300)")
     grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default 300)")
     grade.add_argument("--memory-mb", type=int, default=6144,
                        help="address space per process in MB (default 6144; torch alone maps ~3.5 GB)")
+    grade.add_argument("--resident-mb", type=int, default=4096,
+                       help="memory of all a submission's processes together, in MB (default 4096)")
+    grade.add_argument("--cpus", type=float, default=1.5,
+                       help="threads a submission may keep busy at once (over the last 3 s; default 1.5)")
     grade.add_argument("--results-json", type=Path, help="also write Gradescope's results.json (one submission)")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="grade without isolation when the sandbox is unavailable (students can then cheat)")
@@ -124,19 +153,18 @@ def main(argv: list[str] | None = None) -> int:
             path = write_student_copy(args.master, args.outdir)
             print(f"wrote {path}")
         elif args.command == "grade":
-            from .grader import grade_folder
-            from .sandbox import Limits
-
-            limits = Limits(cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
-                            cpu_seconds=args.cpu, memory_mb=args.memory_mb)
-            results = grade_folder(args.master, args.submissions, args.out, limits,
-                                   unsafe_no_sandbox=args.unsafe_no_sandbox, workers=args.workers)
-            if args.results_json:
-                _results_json(results, args.results_json)
-            print(f"graded {len(results)} submissions: {args.out / 'grades.csv'}")
+            return _grade(args)
         elif args.command == "gradescope":
             path = build_gradescope_zip(args.master, args.out, args.unsafe_no_sandbox)
             print(f"wrote {path} (upload it as the autograder of a Gradescope programming assignment)")
+    except KeyboardInterrupt:
+        from .kernel import kill_all
+
+        kill_all()  # the submissions being graded: their grades are not stored, the next run redoes them
+        print(f"\nlecture-grade {args.command}: interrupted. The grades finished so far are stored; run the same "
+              "command again to grade the rest.", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)  # at once, without waiting for the grading threads
     except Exception as err:  # one clear line for the instructor, non-zero exit
         print(f"lecture-grade {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

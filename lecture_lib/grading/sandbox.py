@@ -10,10 +10,19 @@ namespaces, then ``pivot_root`` into a root built from scratch on a tmpfs:
 - nothing else: not the master notebook, not the hidden tests, not the other submissions, not
   the output folder, not the repository, not /work, /root or /home. The old root is unmounted.
 - no network: a new network namespace has only a loopback that is down;
+- an unprivileged user: a grader run by an ordinary user builds the jail as root of a new user
+  namespace mapped to that user; a grader run as root builds it as the real root (so it can show
+  a Python installed under ``/root``) and then runs the kernel as ``nobody`` (uid 65534) in a user
+  namespace of its own. Either way the Linux kernel applies RLIMIT_NPROC (it does not to the real
+  root user), counted per user namespace, hence per sandbox;
 - limits (``prlimit``): address space (RLIMIT_AS), CPU seconds (RLIMIT_CPU), file size,
-  processes (RLIMIT_NPROC; the kernel does not apply it to processes of the real root user);
-  wall-clock limits per cell and per submission are the grader's (``grader.py``);
-- capabilities dropped (``setpriv``), no new privileges.
+  processes (RLIMIT_NPROC); the sandbox as a whole (CPU cores, memory of all its processes) is
+  watched from outside (``watchdog.py``); wall-clock limits per cell and per submission are the
+  grader's (``kernel.py``);
+- capabilities dropped (``setpriv``), no new privileges; when memory runs out, the kernel's
+  out-of-memory killer picks sandbox processes before any other (``choom``), the grader last;
+- tied to the grader: ``setpriv --pdeathsig`` kills the sandbox when the grader's thread that
+  started it dies, so a grader killed halfway (``kill -9``, a closed terminal) leaves nothing running.
 
 ``Sandbox.kill`` SIGKILLs the namespace's first process: the kernel then kills every process in
 the PID namespace, including double-forked, ``setsid`` or ``nohup`` children, and only after
@@ -47,7 +56,10 @@ class Limits:
     """Resource limits for one submission.
 
     ``memory_mb`` bounds the *address space* of each process: importing torch alone maps about
-    3.5 GB of it, so 6 GB leaves roughly 2 GB of real room.
+    3.5 GB of it, so 6 GB leaves roughly 2 GB of real room. ``resident_mb`` bounds the memory of
+    all the submission's processes together and ``cpus`` the threads it keeps busy at once
+    (over the last 3 s); both are watched from outside (``watchdog.py``). ``max_processes``
+    counts threads too (RLIMIT_NPROC).
     """
 
     cell_timeout: float = 60.0
@@ -58,6 +70,8 @@ class Limits:
     tmpfs_mb: int = 256
     output_kb: int = 256
     answer_kb: int = 4096
+    resident_mb: int = 4096
+    cpus: float = 1.5
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -65,11 +79,12 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
 
 
-# Runs as "root" of the new user namespace, before the kernel: builds the new root and enters
-# it. Arguments: NEWROOT COMMDIR TMPFS_MB LIBDIR RO_PATH... -- COMMAND...
+# Runs as root (of a new user namespace, or the real root), before the kernel: builds the new
+# root and enters it. Arguments: NEWROOT COMMDIR TMPFS_MB LIBDIR OWNER RO_PATH... -- COMMAND...
+# (OWNER: the uid that gets the kernel's home and working folder).
 _JAIL = r"""
 set -eu
-R=$1; COMM=$2; TMPMB=$3; LIBDIR=$4; shift 4
+R=$1; COMM=$2; TMPMB=$3; LIBDIR=$4; OWNER=$5; shift 5
 mount -t tmpfs -o size=16m,mode=755 jailroot "$R"
 # The scratch /tmp first: a Python installation that lives under /tmp (a virtual environment in
 # a clone under /tmp, as on some CI machines) is then bound on top of it, not hidden by it.
@@ -98,6 +113,7 @@ for d in null zero full random urandom; do
     mount --bind "/dev/$d" "$R/dev/$d"
 done
 mkdir -p "$R$COMM" "$R/tmp/home" "$R/tmp/work"
+chown "$OWNER:$OWNER" "$R/tmp/home" "$R/tmp/work"
 mount --bind "$COMM" "$R$COMM"
 cd "$R"
 pivot_root . .oldroot
@@ -107,6 +123,9 @@ mount -o remount,bind,ro /
 cd /tmp/work
 exec "$@"
 """
+
+# The user a sandbox runs as when the grader is root (RLIMIT_NPROC does not bind the real root).
+NOBODY = 65534
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Only what programs need from /etc: never /etc as a whole (shadow, ssh host keys, tokens).
@@ -169,8 +188,22 @@ class Sandbox:
         self.comm.mkdir()
         self.root.mkdir()
         (self.base / "home").mkdir()  # HOME when there is no sandbox
+        # a grader running as root runs the sandboxed kernel as nobody; the socket folder is theirs
+        self.uid = NOBODY if isolate and os.geteuid() == 0 else None
+        self.share(self.comm)
         self.process: subprocess.Popen | None = None
         self.inits: list[int] = []  # the PID namespace's first process(es), seen from outside
+
+    def share(self, path: str | Path) -> None:
+        """Let the sandbox's user read (and, for folders, write) ``path``, made by the grader."""
+        if self.uid is not None:
+            os.chown(path, self.uid, self.uid)
+
+    def roots(self) -> list[int]:
+        """The sandbox's first process(es) as seen from outside (all its processes descend from them)."""
+        if self.process is None:
+            return []
+        return list(self.inits) if self.isolate else [self.process.pid]
 
     def started(self, process: subprocess.Popen | None) -> None:
         """Remember the launched process and its namespace's init (to kill and wait for)."""
@@ -178,10 +211,10 @@ class Sandbox:
         if process is not None and self.isolate:
             self.inits = _children(process.pid)
 
-    def wrap(self, argv: list[str]) -> list[str]:
-        """The command line that runs ``argv`` inside this sandbox, with the limits applied."""
+    def _limits(self) -> list[str]:
+        """prlimit's per-process limits, behind choom (out of memory, these processes go first)."""
         mb = 1024 * 1024
-        limits = [
+        prlimit = [
             "prlimit",
             f"--as={self.limits.memory_mb * mb}",
             f"--cpu={int(self.limits.cpu_seconds)}:{int(self.limits.cpu_seconds) + 5}",
@@ -190,22 +223,32 @@ class Sandbox:
             "--core=0",
             "--",
         ]
+        return (["choom", "-n", "1000", "--"] if shutil.which("choom") else []) + prlimit
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """The command line that runs ``argv`` inside this sandbox, with the limits applied."""
+        setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
+        # outermost: the sandbox dies with the grader's thread that started it
+        outer = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         if not self.isolate:
-            return limits + argv
-        unshare = shutil.which("unshare")
-        setpriv = shutil.which("setpriv")
+            return outer + self._limits() + argv
         if not unshare or not setpriv:
             raise SandboxUnavailable("util-linux 'unshare' and 'setpriv' are needed for the sandbox")
+        namespaces = ["--mount", "--propagation", "private", "--net", "--pid", "--fork", "--kill-child=SIGKILL",
+                      "--ipc", "--uts"]
+        jail = ["sh", "-c", _JAIL, "lecture-grade-jail", str(self.root), str(self.comm), str(int(self.limits.tmpfs_mb)),
+                str(self.lib_dir), str(self.uid or 0), *self.ro_dirs, "--"]
         # setsid: the kernel gets a session and process group of its own, inside the namespace,
         # so kill(0, ...) from student code reaches nothing outside it.
         drop = [setpriv, "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--", "setsid", "--"]
-        return [
-            unshare, "--user", "--map-root-user", "--mount", "--propagation", "private",
-            "--net", "--pid", "--fork", "--kill-child=SIGKILL", "--ipc", "--uts",
-            "sh", "-c", _JAIL, "lecture-grade-jail",
-            str(self.root), str(self.comm), str(int(self.limits.tmpfs_mb)), str(self.lib_dir),
-            *self.ro_dirs, "--", *drop, *limits, *argv,
-        ]
+        if self.uid is None:  # an ordinary user: a user namespace makes the mounts possible
+            return [*outer, unshare, "--user", "--map-root-user", *namespaces, *jail, *drop, *self._limits(), *argv]
+        # root: the real root builds the jail (it can read a Python under /root), then the kernel
+        # runs as nobody in a user namespace of its own, where RLIMIT_NPROC counts this sandbox
+        # only; --pdeathsig again, as changing the user clears it
+        become = [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--pdeathsig", "KILL", "--",
+                  unshare, "--user", "--map-root-user", "--"]
+        return [*outer, unshare, *namespaces, *jail, *become, *drop, *self._limits(), *argv]
 
     def env(self) -> dict[str, str]:
         """A clean environment: nothing of the grader's (tokens, paths) leaks in."""
@@ -217,6 +260,7 @@ class Sandbox:
             "MPLBACKEND": "Agg",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         }
         if self.isolate:

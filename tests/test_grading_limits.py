@@ -1,0 +1,214 @@
+"""The sandbox as a whole: process counts per sandbox, the watchdog on CPU and memory, and
+sandboxes that die with the grader. Plain programs in the sandbox (no Jupyter kernel): fast."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from lecture_lib.grading.sandbox import Limits, Sandbox, sandbox_available
+from lecture_lib.grading.watchdog import Watchdog, sandbox_usage
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux namespaces")
+MARK = "29.9792"  # a unique sleep duration: finds processes a test started
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sandbox_works():
+    available, why = sandbox_available()
+    assert available, f"the grading sandbox does not work on this machine: {why}"
+
+
+def run_in_sandbox(code: str, limits: Limits, timeout: float = 60) -> str:
+    box = Sandbox(limits)
+    try:
+        done = subprocess.run(box.wrap([sys.executable, "-c", textwrap.dedent(code)]), capture_output=True, text=True,
+                              env=box.env(), timeout=timeout)
+        return done.stdout + done.stderr
+    finally:
+        box.cleanup()
+
+
+FORK_COUNT = """
+import os, time
+made = 0
+for _ in range(200):
+    try:
+        if os.fork() == 0:
+            time.sleep(2)
+            os._exit(0)
+    except OSError:
+        break
+    made += 1
+print("forked", made)
+"""
+
+
+def test_process_limit_holds_in_each_sandbox_separately():
+    """RLIMIT_NPROC binds (also when the grader is root), and two sandboxes do not share it."""
+    limits = Limits(max_processes=12)
+    with ThreadPoolExecutor(2) as pool:
+        outputs = list(pool.map(lambda _: run_in_sandbox(FORK_COUNT, limits), range(2)))
+    for output in outputs:
+        made = int(output.split("forked")[1].split()[0])
+        assert 6 <= made < 12, outputs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a grader running as root switches the kernel to nobody")
+def test_a_root_grader_runs_the_kernel_as_nobody():
+    output = run_in_sandbox("print(open('/proc/self/uid_map').read().split())", Limits())
+    assert output.strip() == "['0', '65534', '1']"
+
+
+def watch(code: str, limits: Limits, seconds: float = 20) -> tuple[str, float]:
+    """Run ``code`` in a sandbox under a watchdog; (breach reason or "", seconds until it ended)."""
+    box = Sandbox(limits)
+    process = subprocess.Popen(box.wrap([sys.executable, "-c", textwrap.dedent(code)]), env=box.env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    watchdog = Watchdog(limits.cpus, limits.resident_mb, lambda reason: box.kill())
+    try:
+        deadline = time.monotonic() + 10
+        while not box.inits and time.monotonic() < deadline:
+            box.started(process)
+            time.sleep(0.05)
+        started = time.monotonic()
+        watchdog.watch(box.roots)
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        return watchdog.reason, time.monotonic() - started
+    finally:
+        watchdog.stop()
+        box.kill(process)
+        box.cleanup()
+
+
+def test_watchdog_stops_a_fork_bomb():
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    reason, seconds = watch(code, Limits())
+    assert "threads busy at once" in reason and "more than the 1.5 allowed" in reason
+    assert seconds < 15
+
+
+def test_watchdog_stops_spinners_that_left_the_session():
+    code = f"""
+    import os, time
+    for _ in range(6):
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                pass
+    time.sleep({MARK})
+    """
+    reason, _ = watch(code, Limits())
+    assert re.search(r"kept [67] threads busy at once", reason) and "7 processes" in reason
+
+
+def test_watchdog_stops_memory_spread_over_processes():
+    """Each child stays far below the per-process limit; together they are over resident_mb."""
+    code = f"""
+    import os, time
+    for _ in range(5):
+        if os.fork() == 0:
+            block = bytearray(80 * 2**20)  # written: resident
+            time.sleep({MARK})
+    time.sleep({MARK})
+    """
+    reason, seconds = watch(code, Limits(resident_mb=250))
+    assert "MB of memory, more than the 250 MB allowed" in reason
+    assert seconds < 15
+
+
+def test_watchdog_leaves_one_busy_thread_and_modest_memory_alone():
+    code = """
+    import time
+    block = bytearray(60 * 2**20)
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        pass
+    """
+    reason, seconds = watch(code, Limits(resident_mb=250))
+    assert reason == "" and 2.5 < seconds < 15
+
+
+def test_usage_sees_double_forked_children():
+    box = Sandbox(Limits())
+    code = f"""
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep({MARK})
+        os._exit(0)
+    time.sleep({MARK})
+    """
+    process = subprocess.Popen(box.wrap([sys.executable, "-c", textwrap.dedent(code)]), env=box.env(),
+                               start_new_session=True)
+    try:
+        orphans = []
+        deadline = time.monotonic() + 20
+        while not orphans and time.monotonic() < deadline:
+            time.sleep(0.1)
+            box.started(process)
+            usage = sandbox_usage(box.roots())
+            # the grandchild, once its parent has exited, is reparented to the namespace's init
+            orphans = [pid for pid in usage if pid not in box.inits and _parent(pid) in box.inits and len(usage) == 2]
+        assert orphans, sandbox_usage(box.roots())
+    finally:
+        box.kill(process)
+        box.cleanup()
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _survivors() -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_a_sandbox_dies_with_the_grader(tmp_path):
+    """kill -9 of the grading process: its sandboxes (and their detached children) go too."""
+    grader = textwrap.dedent(f"""
+        import subprocess, sys, time
+        from lecture_lib.grading.sandbox import Limits, Sandbox
+        box = Sandbox(Limits())
+        code = "import subprocess, time; subprocess.Popen(['setsid', 'sleep', '{MARK}']); time.sleep({MARK})"
+        subprocess.Popen(box.wrap([sys.executable, "-c", code]), env=box.env(), start_new_session=True)
+        print("started", flush=True)
+        time.sleep(600)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", grader], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert process.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 20
+        while len(_survivors()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_survivors()) >= 2, "the sandboxed program did not start"
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 10
+    while _survivors() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _survivors()
