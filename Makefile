@@ -27,7 +27,7 @@ help:
 	@echo "make bench  - benchmarks against torchvision / pycocotools / PyTorch -> benchmarks/results/"
 	@echo "make weights [NAME=ensembles_shapes] - retrain the stored long runs (seeded, CPU) into lecture_lib/weights/"
 	@echo "make student - student copies of the exercises into _build/student"
-	@echo "make grade EXERCISE=03_segmentation SUBMISSIONS=folder - grade a folder of submissions"
+	@echo "make grade EXERCISE=03_segmentation SUBMISSIONS=folder [JOBS=2] - grade a folder of submissions (resumable)"
 	@echo "make db     - start a local PostgreSQL for the search across machines (prints its URL); make db-stop stops it"
 	@echo "make dashboard [STORAGE=url] - optuna-dashboard on the chapter's study (http://127.0.0.1:8080/dashboard/)"
 
@@ -106,15 +106,17 @@ weights: setup
 EXERCISES   := $(wildcard exercises/[0-9]*.ipynb)
 STUDENT_DIR ?= _build/student
 GRADES_DIR  ?= _build/grades
+JOBS        ?= 2
 
 # Student copies of every exercise (solutions and hidden tests removed) into STUDENT_DIR.
 student: setup
 	for nb in $(EXERCISES); do $(BIN)/lecture-grade student "$$nb" $(STUDENT_DIR); done
 
-# make grade EXERCISE=03_segmentation SUBMISSIONS=path/to/folder
+# make grade EXERCISE=03_segmentation SUBMISSIONS=path/to/folder [JOBS=2]: JOBS submissions at
+# once; run it again after an interruption and it grades only what is missing
 grade: setup
-	@test -n "$(EXERCISE)" && test -n "$(SUBMISSIONS)" || { echo "usage: make grade EXERCISE=03_segmentation SUBMISSIONS=folder"; exit 1; }
-	$(BIN)/lecture-grade grade exercises/$(EXERCISE).ipynb $(SUBMISSIONS) --out $(GRADES_DIR)/$(EXERCISE)
+	@test -n "$(EXERCISE)" && test -n "$(SUBMISSIONS)" || { echo "usage: make grade EXERCISE=03_segmentation SUBMISSIONS=folder [JOBS=2]"; exit 1; }
+	$(BIN)/lecture-grade grade exercises/$(EXERCISE).ipynb $(SUBMISSIONS) --out $(GRADES_DIR)/$(EXERCISE) --jobs $(JOBS)
 
 clean:
 	rm -rf _build .pytest_cache
