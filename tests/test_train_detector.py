@@ -154,6 +154,8 @@ def test_evaluate_detector_scores_a_perfect_detector_one():
     scores = evaluate_detector(_Oracle(items), items, batch_size=2, masks=True)
     assert scores["voc_map_50"] == 1.0 and scores["coco_map"] == 1.0 and scores["mask_map"] == 1.0
     assert scores["images"] == 5 and scores["objects"] == sum(len(t["boxes"]) for _, t in items)
+    again, preds = evaluate_detector(_Oracle(items), items, return_predictions=True)
+    assert again["voc_map_50"] == 1.0 and len(preds) == 5 and torch.equal(preds[0]["boxes"], items[0][1]["boxes"])
     # a detector that finds nothing scores 0
     empty = [(x, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}) for x, _ in items]
     assert evaluate_detector(_Oracle(empty), [(x, t) for (x, _), (_, t) in zip(empty, items)])["voc_map_50"] == 0.0

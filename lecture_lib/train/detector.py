@@ -269,7 +269,8 @@ def detect(model: nn.Module, images, batch_size: int = 25) -> list[dict]:
     return preds
 
 
-def evaluate_detector(model: nn.Module, dataset, batch_size: int = 25, masks: bool = False) -> dict:
+def evaluate_detector(model: nn.Module, dataset, batch_size: int = 25, masks: bool = False,
+                      return_predictions: bool = False) -> dict | tuple[dict, list[dict]]:
     """A detector's box (and mask) mAP on a data set of ``(image, target)`` items.
 
     Returns:
@@ -278,7 +279,8 @@ def evaluate_detector(model: nn.Module, dataset, batch_size: int = 25, masks: bo
         ``"voc_ap_per_class"`` ({label: AP@0.5}), ``"images"``, ``"objects"``,
         ``"seconds_per_image"`` (wall-clock, batches of ``batch_size``)``}``; with ``masks=True``
         (targets with ``"masks"``, a model that predicts them) also ``"mask_map"``,
-        ``"mask_map_50"``, ``"mask_map_75"`` (COCO's segmentation mAP).
+        ``"mask_map_50"``, ``"mask_map_75"`` (COCO's segmentation mAP). With
+        ``return_predictions=True``: ``(scores, predictions)``, one detection dict per image.
     """
     from lecture_lib.metrics.detection import mean_average_precision
     from lecture_lib.metrics.masks import mask_mean_average_precision
@@ -298,4 +300,4 @@ def evaluate_detector(model: nn.Module, dataset, batch_size: int = 25, masks: bo
     if masks:
         segm = mask_mean_average_precision(preds, targets)
         scores.update(mask_map=segm["map"], mask_map_50=segm["map_50"], mask_map_75=segm["map_75"])
-    return scores
+    return (scores, preds) if return_predictions else scores
