@@ -25,7 +25,7 @@ Accessibility (an axe-core scan of every page, tests/test_accessibility.py):
   text comes from the output's own metadata (``{"image/png": {"alt": ...}}``, written while the
   notebook runs, see lecture_lib/widgets/alt_text.py), else from the plain-string titles the
   cell's code gives its axes (``set_title("...")``, ``suptitle("...")``). Images still without
-  one are listed by ``missing_alt`` (tests/test_accessibility.py).
+  one are listed by tests/test_accessibility.py.
 """
 
 import ast

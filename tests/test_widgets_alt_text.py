@@ -76,6 +76,7 @@ def test_record_figure_alt_text_adds_the_description_to_png_metadata():
     assert formatter.format(bare)[1] == {}  # nothing to describe
     assert formatter.format("text")[1] == {}
     assert record_figure_alt_text(SimpleNamespace()) is False  # not an IPython shell
+    assert record_figure_alt_text() is False  # no kernel here: nothing to do
 
 
 def test_static_interact_describes_its_figure_by_default():

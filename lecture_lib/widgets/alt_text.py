@@ -95,15 +95,14 @@ def record_figure_alt_text(shell=None) -> bool:
     registers its function only when the first figure is drawn). Nothing changes for figures
     with no text to describe.
 
+    Cheap to call on every ``import lecture_lib``: outside IPython it does nothing.
+
     Returns:
         bool: True if a shell was found (also when it was already wrapped), False outside IPython.
     """
     if shell is None:
-        try:
-            from IPython import get_ipython
-        except ImportError:
-            return False
-        shell = get_ipython()
+        ipython = sys.modules.get("IPython")  # a kernel has it loaded; elsewhere: cost nothing
+        shell = ipython.get_ipython() if ipython is not None else None
     formatter = getattr(shell, "display_formatter", None)
     if formatter is None:
         return False
