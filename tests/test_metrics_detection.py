@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import coco_reference as coco_reference_module
+import lecture_lib.metrics.reference as coco_reference_module
 from lecture_lib.boxes import box_iou
 from lecture_lib.metrics.detection import (
     STATISTICS,
@@ -525,12 +525,12 @@ def test_bad_curve_and_method_raise():
 @pytest.mark.parametrize("method", ["coco", "voc"])
 def test_small_chunks_give_the_same_result(monkeypatch, method):
     # the matching state is processed in chunks of groups when it is large; force many chunks
-    import lecture_lib.metrics.detection as detection
+    import lecture_lib.metrics.evaluation as evaluation
 
     rng = np.random.default_rng(77)
     preds, targets = random_case(rng, num_images=12, num_classes=3, difficult=True, max_dets=15)
     expected = mean_average_precision(preds, targets, method=method)
-    monkeypatch.setattr(detection, "_CURVE_ELEMENTS", 16)
+    monkeypatch.setattr(evaluation, "_CURVE_ELEMENTS", 16)
     assert mean_average_precision(preds, targets, method=method) == expected
     if method == "coco":
         assert_coco_equal(preds, targets)

@@ -21,15 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lecture_lib.metrics.detection import (
-    _check_flag,
-    _check_image_lists,
-    _check_keys,
-    _check_options,
-    _check_targets_extra,
-    _evaluate,
-    _one_thread,
-)
+from lecture_lib.metrics._checks import (_check_flag, _check_image_lists, _check_keys, _check_options,
+                                         _check_targets_extra)
+from lecture_lib.metrics.evaluation import _evaluate, _one_thread
 
 __all__ = ["MASK_THRESHOLD", "mask_iou", "mask_mean_average_precision"]
 
@@ -94,68 +88,78 @@ def mask_iou(masks1: Tensor, masks2: Tensor) -> Tensor:
 # --- mask mAP ------------------------------------------------------------------------------------
 
 
+def _check_image_masks(d, where: str, keys: tuple, size) -> tuple[Tensor, Tensor]:
+    """One dict's masks and per-mask values, checked: (bool masks flattened, Tensor[N, H * W];
+    labels, Tensor[N] int64). Predicted probabilities are thresholded at ``MASK_THRESHOLD``."""
+    _check_keys(d, where, keys)
+    masks = d["masks"]
+    if keys[1] == "scores" and isinstance(masks, Tensor) and masks.dim() == 4:
+        if masks.shape[1] != 1:  # torchvision's [N, 1, H, W]
+            raise ValueError(f"{where}['masks'] must have shape [N, 1, H, W] or [N, H, W], got {list(masks.shape)}")
+        masks = masks[:, 0]
+    _check_masks(masks, f"{where}['masks']", size=size)
+    n = masks.shape[0]
+    for k in keys[1:]:
+        v = d[k]
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{where}['{k}'] must be a torch.Tensor of shape [{n}], got {type(v).__name__}")
+        if v.shape != (n,):
+            raise ValueError(f"{where}['{k}'] must have shape [N] with N = {n} (one per mask), got {list(v.shape)}")
+    labels = d["labels"]
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{where}['labels'] must hold integers, got dtype {labels.dtype}")
+    masks = masks.cpu()
+    if masks.is_floating_point():  # probabilities (preds) or 0/1 floats
+        if masks.numel() and not bool(((masks >= 0) & (masks <= 1)).all()):
+            raise ValueError(f"{where}['masks'] must hold probabilities in [0, 1] (apply a sigmoid to "
+                             f"logits), got values in [{masks.min().item():g}, {masks.max().item():g}]")
+        masks = masks > MASK_THRESHOLD
+    else:
+        masks = _check_binary(masks, f"{where}['masks']")
+    return masks.flatten(1), labels.cpu().long()
+
+
+def _check_target_flags(target, where: str, gt_masks: Tensor) -> dict:
+    """A target's crowd, ignore (crowd or difficult) and area per object (the mask's own area
+    where no ``area`` is given)."""
+    m = len(gt_masks)
+    _check_targets_extra(target, where, m)
+    crowd = target.get("iscrowd")
+    if crowd is not None and crowd.dtype != torch.bool:
+        if not bool(((crowd == 0) | (crowd == 1)).all()):
+            raise ValueError(f"{where}['iscrowd'] must hold 0 or 1, got {crowd.tolist()}")
+        crowd = crowd != 0
+    crowd = torch.zeros(m, dtype=torch.bool) if crowd is None else crowd.cpu()
+    difficult = target.get("difficult")
+    flags = {"gt_crowd": crowd, "gt_ignore": crowd | (difficult.cpu() if difficult is not None else False),
+             "gt_area": gt_masks.sum(1).double()}
+    area = target.get("area")
+    if area is not None:
+        area = area.detach().cpu().double()
+        if bool((~(area >= 0) & ~torch.isnan(area) | torch.isinf(area)).any()):
+            raise ValueError(f"{where}['area'] must hold finite areas >= 0 (pixels²), got {area.tolist()}")
+        flags["gt_area"] = torch.where(torch.isnan(area), flags["gt_area"], area)
+    return flags
+
+
 def _check_inputs(preds, targets) -> list[dict]:
     """Validate ``preds`` / ``targets``; per image, flattened bool masks and the per-object values."""
     _check_image_lists(preds, targets)
     images = []
     for i, (pred, target) in enumerate(zip(preds, targets)):
         image = {}
-        for name, d, keys in (("preds", pred, ("masks", "scores", "labels")), ("targets", target, ("masks", "labels"))):
-            where = f"{name}[{i}]"
-            _check_keys(d, where, keys)
-            masks = d["masks"]
-            if name == "preds" and isinstance(masks, Tensor) and masks.dim() == 4:
-                if masks.shape[1] != 1:  # torchvision's [N, 1, H, W]
-                    raise ValueError(f"{where}['masks'] must have shape [N, 1, H, W] or [N, H, W], "
-                                     f"got {list(masks.shape)}")
-                masks = masks[:, 0]
-            _check_masks(masks, f"{where}['masks']", size=image.get("size"))
-            image["size"] = tuple(masks.shape[1:])
-            n = masks.shape[0]
-            for k in keys[1:]:
-                v = d[k]
-                if not isinstance(v, Tensor):
-                    raise TypeError(f"{where}['{k}'] must be a torch.Tensor of shape [{n}], got {type(v).__name__}")
-                if v.shape != (n,):
-                    raise ValueError(f"{where}['{k}'] must have shape [N] with N = {n} (one per mask), "
-                                     f"got {list(v.shape)}")
-            labels = d["labels"]
-            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-                raise TypeError(f"{where}['labels'] must hold integers, got dtype {labels.dtype}")
-            masks = masks.cpu()
-            if masks.is_floating_point():  # probabilities (preds) or 0/1 floats
-                if masks.numel() and not bool(((masks >= 0) & (masks <= 1)).all()):
-                    raise ValueError(f"{where}['masks'] must hold probabilities in [0, 1] (apply a sigmoid to "
-                                     f"logits), got values in [{masks.min().item():g}, {masks.max().item():g}]")
-                masks = masks > MASK_THRESHOLD
-            else:
-                masks = _check_binary(masks, f"{where}['masks']")
-            prefix = "pred" if name == "preds" else "gt"
-            image[f"{prefix}_masks"] = masks.flatten(1)
-            image[f"{prefix}_labels"] = labels.cpu().long()
+        image["pred_masks"], image["pred_labels"] = _check_image_masks(pred, f"preds[{i}]",
+                                                                       ("masks", "scores", "labels"), None)
+        size = tuple(pred["masks"].shape[-2:])
+        image["gt_masks"], image["gt_labels"] = _check_image_masks(target, f"targets[{i}]", ("masks", "labels"), size)
+        image["size"] = size
         scores = pred["scores"]
         if not scores.is_floating_point():
             raise TypeError(f"preds[{i}]['scores'] must hold floating-point numbers, got dtype {scores.dtype}")
         if not bool(torch.isfinite(scores).all()):
             raise ValueError(f"preds[{i}]['scores'] must be finite, got {scores.tolist()}")
         image["scores"] = scores.detach().cpu().double()
-        m = len(image["gt_labels"])
-        _check_targets_extra(target, f"targets[{i}]", m)
-        crowd = target.get("iscrowd")
-        if crowd is not None and crowd.dtype != torch.bool:
-            if not bool(((crowd == 0) | (crowd == 1)).all()):
-                raise ValueError(f"targets[{i}]['iscrowd'] must hold 0 or 1, got {crowd.tolist()}")
-            crowd = crowd != 0
-        image["gt_crowd"] = torch.zeros(m, dtype=torch.bool) if crowd is None else crowd.cpu()
-        difficult = target.get("difficult")
-        image["gt_ignore"] = image["gt_crowd"] | (difficult.cpu() if difficult is not None else False)
-        image["gt_area"] = image["gt_masks"].sum(1).double()
-        area = target.get("area")
-        if area is not None:
-            area = area.detach().cpu().double()
-            if bool((~(area >= 0) & ~torch.isnan(area) | torch.isinf(area)).any()):
-                raise ValueError(f"targets[{i}]['area'] must hold finite areas >= 0 (pixels²), got {area.tolist()}")
-            image["gt_area"] = torch.where(torch.isnan(area), image["gt_area"], area)
+        image.update(_check_target_flags(target, f"targets[{i}]", image["gt_masks"]))
         images.append(image)
     return images
 
