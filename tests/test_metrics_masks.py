@@ -9,8 +9,8 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-import coco_reference as coco_reference_module
-from coco_reference import rle
+import lecture_lib.metrics.reference as coco_reference_module
+from lecture_lib.metrics.reference import rle
 from lecture_lib.metrics.detection import mean_average_precision
 from lecture_lib.metrics.masks import _pixel_iou, mask_iou, mask_mean_average_precision
 
