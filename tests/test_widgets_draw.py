@@ -264,6 +264,12 @@ def test_draw_class_mask_colours_names_and_legend():
     assert sorted(t.get_text() for t in ax.texts) == ["circle", "circle"]
     assert [t.get_position() for t in sorted(ax.texts, key=lambda t: t.get_position())] == [(6.0, 6.0), (24.0, 24.0)]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["background", "circle", "triangle"]
+    assert ax.get_xlabel() == "x (pixels)" and ax.images[0].get_extent() == [0, 30, 30, 0]
+    _, inside = plt.subplots()
+    draw_class_mask(inside, mask, names, legend="lower left", annotate=False)
+    assert inside.get_legend()._loc == 3 and len(inside.texts) == 0  # matplotlib's code for "lower left"
+    _, bare = plt.subplots()
+    assert draw_class_mask(bare, mask, names, legend=None) is bare and bare.get_legend() is None
     with pytest.raises(ValueError, match=r"class ids must lie in \[0, 9\], got 12"):
         draw_class_mask(ax, torch.full((3, 3), 12), names)
 

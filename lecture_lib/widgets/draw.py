@@ -12,6 +12,8 @@ Usage (a scene of ``lecture_lib.data.shapes``, a detector's output ``pred``)::
     show_image(axes[1], scene.image, "detections at IoU 0.5")
     draw_detections(axes[1], pred, {"boxes": scene.boxes, "labels": scene.labels}, class_names=CLASS_NAMES)
     box_legend(axes[1], ["tp", "fp", "missed", "found"])       # outside the image
+    draw_class_mask(ax, scene.mask, CLASS_NAMES)                # a class per pixel, named
+    draw_instance_masks(ax, scene.instance_masks, scene.boxes)  # a colour per object
 
 One style per *kind* of box (``STYLES``): ground truth is dashed yellow, a prediction solid sky
 blue, a true positive solid green with "TP" in its label, a false positive dash-dot vermillion
@@ -39,19 +41,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 __all__ = [
-    "BoxStyle",
-    "STYLES",
-    "CLASS_COLOURS",
-    "INSTANCE_COLOURS",
-    "show_image",
-    "draw_boxes",
-    "label_boxes",
-    "box_texts",
-    "detection_status",
-    "draw_marked",
-    "draw_detections",
-    "box_legend",
-    "draw_instance_masks",
+    "BoxStyle", "STYLES", "CLASS_COLOURS", "INSTANCE_COLOURS", "show_image", "draw_boxes", "label_boxes",
+    "box_texts", "detection_status", "draw_marked", "draw_detections", "box_legend", "draw_instance_masks",
     "draw_class_mask",
 ]
 
@@ -81,6 +72,8 @@ STYLES: dict[str, BoxStyle] = {
     "ignored": BoxStyle("#999999", (0, (3, 1, 1, 1, 1, 1)), 1.5, "ignored (crowd, difficult)", "ignored"),
     "dropped": BoxStyle("#BBBBBB", "-", 1.0, "dropped (score threshold)", outline=False),
     "proposal": BoxStyle("#56B4E9", "-", 0.6, "proposal"),
+    # anything else with a frame: an image border, a RoI's bins (usually with a colour of its own)
+    "region": BoxStyle("#7F7F7F", "--", 1.0, "region", outline=False),
 }
 
 # class ids 0..9 of a segmentation mask (0 = background), as the chapters' mask plots colour them
@@ -182,7 +175,8 @@ def draw_boxes(ax, boxes, kind: str = "prediction", texts=None, *, colour=None, 
         ax: matplotlib axis, with its limits already set (``show_image``): labels are placed
             where they fit in the drawn area.
         boxes (Tensor[N, 4] or [4]): ``(x1, y1, x2, y2)`` in the axis' data coordinates.
-        kind: "truth", "prediction", "tp", "fp", "missed", "found", "ignored", "dropped", "proposal".
+        kind: "truth", "prediction", "tp", "fp", "missed", "found", "ignored", "dropped", "proposal",
+            "region".
         texts (list[str] of length N, optional): one label per box (``label_boxes``).
         colour, linewidth, linestyle: override the kind's (e.g. a colour per score or per anchor).
         label: legend entry (given to the first box only); by default none.
@@ -363,21 +357,26 @@ def draw_instance_masks(ax, masks, boxes=None, texts=None, alpha: float = 0.5) -
     return colours
 
 
-def draw_class_mask(ax, mask, class_names, legend: bool = True, annotate: bool = True, min_pixels: int = 20):
-    """A class per pixel (Tensor[H, W] of class ids) in ``CLASS_COLOURS``; with ``annotate`` the
-    class name is written on every connected region of at least ``min_pixels`` pixels (not on
-    class 0, the background), with ``legend`` a legend of the classes present beside the axis.
-    Returns the axis."""
+def draw_class_mask(ax, mask, class_names, legend: str | None = "outside", annotate: bool = True,
+                    min_pixels: int = 20):
+    """A class per pixel (Tensor[H, W] of class ids) in ``CLASS_COLOURS``, in pixel coordinates.
+
+    With ``annotate`` the class name is written on every connected region of at least
+    ``min_pixels`` pixels (not on class 0, the background). ``legend``: the classes present,
+    right of the axis ("outside"), at a matplotlib ``loc`` inside it ("lower left", ...), or
+    none (None). Returns the axis.
+    """
     from skimage.measure import label as connected_regions, regionprops
 
     mask = torch.as_tensor(mask).detach().cpu()
     if mask.dim() != 2:
         raise ValueError(f"mask must have shape [H, W], got {list(mask.shape)}")
-    if len(mask) and int(mask.max()) >= len(CLASS_COLOURS):
+    if mask.numel() and int(mask.max()) >= len(CLASS_COLOURS):
         raise ValueError(f"class ids must lie in [0, {len(CLASS_COLOURS) - 1}], got {int(mask.max())}")
     height, width = mask.shape
     ax.imshow(mask.numpy(), cmap=mcolors.ListedColormap(CLASS_COLOURS), vmin=-0.5, vmax=len(CLASS_COLOURS) - 0.5,
               interpolation="nearest", extent=(0, width, height, 0))
+    ax.set(xlabel="x (pixels)", ylabel="y (pixels)")
     present = sorted(set(mask.unique().tolist()))
     if annotate:
         for c in present[1:] if present and present[0] == 0 else present:
@@ -387,7 +386,8 @@ def draw_class_mask(ax, mask, class_names, legend: bool = True, annotate: bool =
                     ax.text(x + 0.5, y + 0.5, class_names[c], ha="center", va="center", fontsize=LABEL_FONTSIZE,
                             bbox={"boxstyle": "square,pad=0.15", "facecolor": "white", "edgecolor": "none",
                                   "alpha": 0.8}, clip_on=True)
-    if legend:
+    if legend is not None:
+        where = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if legend == "outside" else {"loc": legend}
         ax.legend(handles=[Patch(color=CLASS_COLOURS[c], label=class_names[c]) for c in present],
-                  loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, title="class")
+                  fontsize=9, title="class", **where)
     return ax
