@@ -16,27 +16,11 @@ import math
 import torch
 from torch import Tensor
 
+from lecture_lib.checks import check_boxes as _check_boxes  # the one box check (also imported from here)
+
 __all__ = ["box_area", "box_iou", "box_convert", "clip_boxes_to_image", "BOX_FORMATS"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
-
-
-def _check_boxes(boxes, name: str = "boxes", xyxy: bool = True) -> None:
-    """Raise a clear error unless ``boxes`` is a ``Tensor[N, 4]`` (with x1 <= x2, y1 <= y2)."""
-    if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, 4], got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape [N, 4], got {list(boxes.shape)}")
-    if boxes.dtype == torch.bool or boxes.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got dtype {boxes.dtype}")
-    if xyxy and boxes.numel():
-        bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ValueError(
-                f"{name} must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, "
-                f"got {boxes[i].tolist()} at row {i}"
-            )
 
 
 def _upcast(t: Tensor) -> Tensor:

@@ -228,7 +228,7 @@ def test_bad_config_and_input():
         LocalizationConfig(head="both")
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
         LocalizationConfig(num_classes=0)
-    with pytest.raises(ValueError, match="widths must be positive ints"):
+    with pytest.raises(ValueError, match="widths must be a non-empty tuple of positive ints"):
         LocalizationConfig(widths=(8, -1))
     with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
         MultiObjectConfig(num_classes=1)

@@ -60,30 +60,23 @@ _MIN_VISIBLE_FRACTION = 0.5
 _PLACEMENT_TRIES = 50
 
 
+def _int_pair(value, name: str, pair: str) -> tuple[int, int]:
+    """An int or a pair of ints (``pair`` names its parts) as a tuple of two ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or {pair}, got {value!r}")
+
+
 def _check_scene_args(image_size, n_objects) -> tuple[tuple[int, int], tuple[int, int]]:
     """Validate ``image_size`` and ``n_objects``; return them as ``(H, W)`` and ``(lo, hi)``."""
-    if isinstance(image_size, bool):
-        raise TypeError(f"image_size must be an int or (height, width), got {image_size!r}")
-    if isinstance(image_size, (int, np.integer)):
-        size = (int(image_size), int(image_size))
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in image_size
-    ):
-        size = (int(image_size[0]), int(image_size[1]))
-    else:
-        raise TypeError(f"image_size must be an int or (height, width), got {image_size!r}")
+    size = _int_pair(image_size, "image_size", "(height, width)")
     if min(size) < 16:
         raise ValueError(f"image_size must be at least 16 pixels on each side, got {size}")
-    if isinstance(n_objects, bool):
-        raise TypeError(f"n_objects must be an int or (min, max), got {n_objects!r}")
-    if isinstance(n_objects, (int, np.integer)):
-        count = (int(n_objects), int(n_objects))
-    elif isinstance(n_objects, (tuple, list)) and len(n_objects) == 2 and all(
-        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in n_objects
-    ):
-        count = (int(n_objects[0]), int(n_objects[1]))
-    else:
-        raise TypeError(f"n_objects must be an int or (min, max), got {n_objects!r}")
+    count = _int_pair(n_objects, "n_objects", "(min, max)")
     if count[0] < 1 or count[1] < count[0]:
         raise ValueError(f"n_objects must satisfy 1 <= min <= max, got {count}")
     return size, count

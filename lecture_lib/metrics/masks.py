@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lecture_lib.checks import check_masks as _check_masks
 from lecture_lib.metrics._checks import (_check_flag, _check_image_lists, _check_keys, _check_options,
                                          _check_targets_extra)
 from lecture_lib.metrics.evaluation import _evaluate, _one_thread
@@ -28,18 +29,6 @@ from lecture_lib.metrics.evaluation import _evaluate, _one_thread
 __all__ = ["MASK_THRESHOLD", "mask_iou", "mask_mean_average_precision"]
 
 MASK_THRESHOLD = 0.5  # a pixel belongs to a predicted mask when its probability is > 0.5 (torchvision)
-
-
-def _check_masks(masks, name: str, count: int | None = None, size: tuple[int, int] | None = None) -> None:
-    """Raise unless ``masks`` is a Tensor[N, H, W] with N == count and (H, W) == size (when given)."""
-    if not isinstance(masks, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, H, W], got {type(masks).__name__}")
-    if masks.dim() != 3:
-        raise ValueError(f"{name} must have shape [N, H, W], got {list(masks.shape)}")
-    if count is not None and masks.shape[0] != count:
-        raise ValueError(f"{name} must have one mask per box: shape [{count}, H, W], got {list(masks.shape)}")
-    if size is not None and tuple(masks.shape[1:]) != tuple(size):
-        raise ValueError(f"{name} must match the image size {list(size)}, got masks of size {list(masks.shape[1:])}")
 
 
 def _check_binary(masks: Tensor, name: str) -> Tensor:

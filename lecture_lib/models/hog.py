@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lecture_lib.boxes import box_iou, clip_boxes_to_image, decode_boxes, encode_boxes
+from lecture_lib.checks import check_positive_int
 from lecture_lib.nms import batched_nms
 from lecture_lib.roi import roi_align
 
@@ -90,9 +91,7 @@ class HogConfig:
 
     def __post_init__(self) -> None:
         for name in ("window", "cell", "block", "orientations", "max_detections"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         for name in ("jitters", "negatives_per_image", "hard_negatives_per_image", "hard_negative_rounds",
                      "negative_cache_per_image", "seed"):
             value = getattr(self, name)

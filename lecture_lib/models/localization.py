@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lecture_lib.boxes import box_iou
-from lecture_lib.checks import check_positive_int as _check_positive_int
+from lecture_lib.checks import check_positive_int as _check_positive_int, check_positive_ints
 
 __all__ = [
     "LocalizationConfig",
@@ -70,8 +70,7 @@ class LocalizationConfig:
     def __post_init__(self) -> None:
         for name in ("num_classes", "in_channels", "hidden"):
             _check_positive_int(getattr(self, name), name)
-        if len(self.widths) == 0 or not all(isinstance(w, int) and w > 0 for w in self.widths):
-            raise ValueError(f"widths must be positive ints, got {self.widths!r}")
+        check_positive_ints(self.widths, "widths")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if not self.box_weight >= 0:
@@ -247,8 +246,7 @@ class MultiObjectConfig:
             _check_positive_int(getattr(self, name), name)
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2 (no object + classes), got {self.num_classes!r}")
-        if len(self.widths) == 0 or not all(isinstance(w, int) and w > 0 for w in self.widths):
-            raise ValueError(f"widths must be positive ints, got {self.widths!r}")
+        check_positive_ints(self.widths, "widths")
         if not self.box_weight >= 0:
             raise ValueError(f"box_weight must be >= 0, got {self.box_weight!r}")
 

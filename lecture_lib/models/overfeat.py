@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lecture_lib.checks import check_positive_int, check_positive_ints
 from lecture_lib.nms import batched_nms
 
 __all__ = ["OverfeatConfig", "OverfeatNet", "ConvOverfeat", "fc_to_conv", "sliding_windows",
@@ -60,11 +61,8 @@ class OverfeatConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_classes", "window", "in_channels", "hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if len(self.widths) == 0 or not all(isinstance(w, int) and w > 0 for w in self.widths):
-            raise ValueError(f"widths must be positive ints, got {self.widths!r}")
+            check_positive_int(getattr(self, name), name)
+        check_positive_ints(self.widths, "widths")
         if self.feature_size < 1:
             raise ValueError(f"window {self.window} is too small for {len(self.widths)} conv blocks")
 
