@@ -111,6 +111,8 @@ def test_paste_masks_equals_torchvision(padding):
     assert ours.shape == (9, 1, 30, 40)
     torch.testing.assert_close(ours, tv.paste_masks_in_image(masks, boxes, (30, 40), padding=padding))
     assert paste_masks_in_image(torch.zeros(0, 1, 7, 7), torch.zeros(0, 4), (30, 40)).shape == (0, 1, 30, 40)
+    ones = paste_masks_in_image(torch.ones(5, 1, 28, 28), torch.rand(5, 4).sort(dim=1).values * 60, (64, 64))
+    assert ones.max() <= 1.0  # probabilities stay probabilities
 
 
 def test_paste_masks_by_hand():

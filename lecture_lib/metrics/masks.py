@@ -99,9 +99,11 @@ def _check_image_masks(d, where: str, keys: tuple, size) -> tuple[Tensor, Tensor
         raise TypeError(f"{where}['labels'] must hold integers, got dtype {labels.dtype}")
     masks = masks.cpu()
     if masks.is_floating_point():  # probabilities (preds) or 0/1 floats
-        if masks.numel() and not bool(((masks >= 0) & (masks <= 1)).all()):
+        # bilinear pasting (torchvision's paste_masks_in_image too) can overshoot 1 by a rounding error
+        tolerance = 16 * torch.finfo(masks.dtype).eps
+        if masks.numel() and not bool(((masks >= -tolerance) & (masks <= 1 + tolerance)).all()):
             raise ValueError(f"{where}['masks'] must hold probabilities in [0, 1] (apply a sigmoid to "
-                             f"logits), got values in [{masks.min().item():g}, {masks.max().item():g}]")
+                             f"logits), got values in [{masks.min().item():.9g}, {masks.max().item():.9g}]")
         masks = masks > MASK_THRESHOLD
     else:
         masks = _check_binary(masks, f"{where}['masks']")

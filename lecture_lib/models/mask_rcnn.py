@@ -173,6 +173,7 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_size: tuple[int, in
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         w, h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
         resized = F.interpolate(masks[i:i + 1], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        resized = resized.clamp(masks[i].min(), masks[i].max())  # rounding must not push 1 to 1 + 1e-7
         xa, xb, ya, yb = max(x1, 0), min(x2 + 1, width), max(y1, 0), min(y2 + 1, height)
         if xa < xb and ya < yb:
             out[i, 0, ya:yb, xa:xb] = resized[ya - y1:yb - y1, xa - x1:xb - x1]
