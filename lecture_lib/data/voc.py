@@ -302,8 +302,6 @@ def write_voc(root: str | os.PathLike, scenes, image_set: str = "train", year: s
     Returns:
         The image ids written, in order.
     """
-    from PIL import Image
-
     if not isinstance(year, str) or year not in {str(y) for y in range(2007, 2013)}:
         raise ValueError(f"year must be a string from '2007' to '2012', got {year!r}")
     if not isinstance(image_set, str) or not image_set or any(c in image_set for c in "/\\ "):
@@ -320,43 +318,15 @@ def write_voc(root: str | os.PathLike, scenes, image_set: str = "train", year: s
     items = [scenes.scene(i) for i in range(len(scenes))] if hasattr(scenes, "scene") else list(scenes)
     prefix = f"{image_set}_" if prefix is None else prefix
     base = Path(root) / "VOCdevkit" / f"VOC{year}"
-    folders = {k: base / k for k in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationObject")}
-    for folder in (folders["JPEGImages"], folders["Annotations"], base / "ImageSets" / "Main"):
+    for folder in (base / "JPEGImages", base / "Annotations", base / "ImageSets" / "Main"):
         folder.mkdir(parents=True, exist_ok=True)
     ids, present, segmented_ids = [], [], []
     for index, scene in enumerate(items):
-        for attribute in ("image", "boxes", "labels"):
-            if not hasattr(scene, attribute):
-                raise TypeError(f"scenes[{index}] must have image, boxes and labels (like a Scene), "
-                                f"missing {attribute!r}")
-        image, boxes, labels = scene.image, scene.boxes, scene.labels
-        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"scenes[{index}].image must be a Tensor[3, H, W], got {getattr(image, 'shape', image)!r}")
-        if labels.numel() and (labels.min() < 1 or labels.max() >= len(classes)):
-            raise ValueError(f"scenes[{index}].labels must be in [1, {len(classes) - 1}] to name them with "
-                             f"classes, got {labels.tolist()}")
         name = f"{prefix}{index:06d}"
-        size = tuple(image.shape[-2:])
-        pixels = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-        Image.fromarray(pixels).save(folders["JPEGImages"] / f"{name}.jpg", quality=jpeg_quality,
-                                    subsampling=0)  # no chroma subsampling: the shapes keep their colours
-        mask = getattr(scene, "mask", None)
-        instances = getattr(scene, "instance_masks", None)
-        segmented = mask is not None
-        if segmented:
-            folders["SegmentationClass"].mkdir(exist_ok=True)
-            _palette_png(mask.cpu().numpy(), folders["SegmentationClass"] / f"{name}.png")
-            if instances is not None:
-                objects = np.zeros(size, dtype=np.uint8)
-                for k, m in enumerate(instances.cpu().numpy()):
-                    objects[m] = k + 1
-                folders["SegmentationObject"].mkdir(exist_ok=True)
-                _palette_png(objects, folders["SegmentationObject"] / f"{name}.png")
+        if _write_scene(base, name, index, scene, classes, jpeg_quality):
             segmented_ids.append(name)
-        _annotation_xml(name, f"VOC{year}", size, boxes, labels, classes, segmented).write(
-            folders["Annotations"] / f"{name}.xml", encoding="utf-8")
         ids.append(name)
-        present.append(set(labels.tolist()))
+        present.append(set(scene.labels.tolist()))
     main = base / "ImageSets" / "Main"
     (main / f"{image_set}.txt").write_text("".join(f"{n}\n" for n in ids))
     for label, class_name in enumerate(classes[1:], start=1):
@@ -366,3 +336,37 @@ def write_voc(root: str | os.PathLike, scenes, image_set: str = "train", year: s
         (base / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
         (base / "ImageSets" / "Segmentation" / f"{image_set}.txt").write_text("".join(f"{n}\n" for n in segmented_ids))
     return ids
+
+
+def _write_scene(base: Path, name: str, index: int, scene, classes: tuple[str, ...], jpeg_quality: int) -> bool:
+    """One scene of ``write_voc``: its JPEG, its XML and (with a mask) its two PNGs; whether it has masks."""
+    from PIL import Image
+
+    for attribute in ("image", "boxes", "labels"):
+        if not hasattr(scene, attribute):
+            raise TypeError(f"scenes[{index}] must have image, boxes and labels (like a Scene), "
+                            f"missing {attribute!r}")
+    image, boxes, labels = scene.image, scene.boxes, scene.labels
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"scenes[{index}].image must be a Tensor[3, H, W], got {getattr(image, 'shape', image)!r}")
+    if labels.numel() and (labels.min() < 1 or labels.max() >= len(classes)):
+        raise ValueError(f"scenes[{index}].labels must be in [1, {len(classes) - 1}] to name them with "
+                         f"classes, got {labels.tolist()}")
+    size = tuple(image.shape[-2:])
+    pixels = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    Image.fromarray(pixels).save(base / "JPEGImages" / f"{name}.jpg", quality=jpeg_quality,
+                                 subsampling=0)  # no chroma subsampling: the shapes keep their colours
+    mask = getattr(scene, "mask", None)
+    instances = getattr(scene, "instance_masks", None)
+    if mask is not None:
+        (base / "SegmentationClass").mkdir(exist_ok=True)
+        _palette_png(mask.cpu().numpy(), base / "SegmentationClass" / f"{name}.png")
+        if instances is not None:
+            objects = np.zeros(size, dtype=np.uint8)
+            for k, m in enumerate(instances.cpu().numpy()):
+                objects[m] = k + 1
+            (base / "SegmentationObject").mkdir(exist_ok=True)
+            _palette_png(objects, base / "SegmentationObject" / f"{name}.png")
+    _annotation_xml(name, base.name, size, boxes, labels, classes, mask is not None).write(
+        base / "Annotations" / f"{name}.xml", encoding="utf-8")
+    return mask is not None
