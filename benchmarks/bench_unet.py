@@ -9,12 +9,13 @@ noise), test images as generated.
 
 Rows (``--parts`` selects groups; rows of other groups already in ``unet.json`` are kept):
 
-- ``ours``, ``fcn32s``, ``fcn16s``, ``fcn8s`` [part ``recipe``]: the chapter's stored result
-  ``segmenters_scenes`` (``lecture_lib.train.segmenter.scene_segmenters_recipe``), trained the
-  way ``make weights`` trains it: ``UNet(scene_config(128, 5))`` and
-  ``FCN(fcn.scene_config(128, 5, variant))``, each by ``train_segmenter`` for the full budget.
+- ``ours``, ``ours_60s``, ``fcn32s``, ``fcn16s``, ``fcn8s`` [part ``recipe``]: the chapter's
+  stored result ``segmenters_scenes`` (``lecture_lib.train.segmenter_scenes``), trained the way
+  ``make weights`` trains it: ``UNet(scene_config(128, 5))`` for the full budget, the same U-Net
+  and ``FCN(fcn.scene_config(128, 5, variant))`` for 60 s each (the comparison at one budget).
   With ``--store-weights`` this run *is* ``make weights NAME=segmenters_scenes`` (it writes
-  ``lecture_lib/weights/segmenters_scenes.*``) and the rows evaluate the stored files;
+  ``lecture_lib/weights/segmenters_scenes.*``); with ``--from-stored`` it evaluates the files
+  that ``make weights`` stored, without training;
 - ``ours_data_seed_1`` (other training and test scenes) and ``ours_seed_1`` (other
   initialisation, order and flips) [part ``seeds``];
 - ``reference``: the plain UNet a reader writes first (``ReferenceUNet``: two poolings,
@@ -72,11 +73,10 @@ from lecture_lib.train.segmenter import (  # noqa: E402
     BudgetClock,
     SegmenterRecipe,
     evaluate_segmenter,
-    scene_segmenters,
     scene_tensors,
-    train_scene_segmenters,
     train_segmenter,
 )
+from lecture_lib.train.segmenter_scenes import SCENE_BUDGETS, scene_segmenters, train_scene_segmenters  # noqa: E402
 
 THREADS = 2
 STORED = "segmenters_scenes"  # the chapter's stored result (lecture_lib/weights)
@@ -164,6 +164,7 @@ def ablation_rows() -> list[Row]:
 def all_rows() -> list[Row]:
     return [
         Row("ours", "recipe", model="recipe:unet", what="UNet(scene_config(128, 5)) + train_segmenter"),
+        Row("ours_60s", "recipe", model="recipe:unet_60s", what="the same at the FCNs' budget (60 s)"),
         *[Row(f"fcn{v}", "recipe", model=f"recipe:fcn{v}", what=f"FCN-{v} + train_segmenter") for v in ("32s", "16s", "8s")],
         Row("reference", "reference", model="reference", batch_size=32, what="plain two-level UNet, Adam 3e-3, batch 32"),
         Row("ours_data_seed_1", "seeds", data_seed=1, what="ours on other training and test scenes"),
@@ -242,12 +243,18 @@ def run(row: Row, device: str, budget_scale: float) -> dict:
     return _row_result(row, model, test_set, step_loss, seconds, spent, wall, cpu, recipe, load_before, device)
 
 
-def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool) -> list[dict]:
-    """The ``recipe`` rows: the stored result's four models, trained as ``make weights`` trains them."""
+def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool, from_stored: bool = False) -> list[dict]:
+    """The ``recipe`` rows: the stored result's five models, trained as ``make weights`` trains them
+    (``from_stored``: the stored ones, as ``make weights`` trained them, evaluated here)."""
     test_set = data("scenes128", "test", 0)
     load_before = os.getloadavg()[0]
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    if store:
+    if from_stored:
+        from lecture_lib import weights
+
+        models = scene_segmenters()
+        history = weights.load(STORED, models)["history"]
+    elif store:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
         from make_weights import make
 
@@ -261,14 +268,13 @@ def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool) -
         seed_everything(0, threads=THREADS, deterministic=device == "cpu")
         models = scene_segmenters()
         seed_everything(0, threads=THREADS, deterministic=device == "cpu")
-        history = train_scene_segmenters(models.to(device), 0, seconds=BUDGET["scenes128"] * budget_scale,
-                                         n_train=N_TRAIN)
+        history = train_scene_segmenters(models.to(device), 0, budget_scale=budget_scale, n_train=N_TRAIN)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     results = []
     for row in rows:
         name = row.model.split(":")[1]
         h = history[name]
-        results.append(_row_result(row, models[name], test_set, h["loss"], BUDGET["scenes128"] * budget_scale,
+        results.append(_row_result(row, models[name], test_set, h["loss"], SCENE_BUDGETS[name] * budget_scale,
                                    h["budget_seconds"], wall / len(rows), cpu / len(rows),
                                    asdict(SegmenterRecipe()), load_before, device) | {"steps": h["steps"]})
     return results
@@ -323,6 +329,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (e.g. 0.1 on a GPU)")
     parser.add_argument("--store-weights", action="store_true",
                         help=f"part recipe: store the trained models as lecture_lib/weights/{STORED}.*")
+    parser.add_argument("--from-stored", action="store_true",
+                        help=f"part recipe: evaluate the stored lecture_lib/weights/{STORED}.* instead of training")
     parser.add_argument("--fresh", action="store_true", help="forget the rows already in the result file")
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
@@ -340,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
     selected = [row for row in all_rows() if row.part in parts]
     recipe_rows = [row for row in selected if row.part == "recipe"]
     if recipe_rows:
-        for r in run_recipe(recipe_rows, args.device, args.budget_scale, args.store_weights):
+        for r in run_recipe(recipe_rows, args.device, args.budget_scale, args.store_weights, args.from_stored):
             rows[r["name"]] = r
         result, written = _merge_write(name, rows, args.device, args.budget_scale)
     for row in selected:

@@ -128,6 +128,13 @@ def test_scene_configs(module):
         module.scene_config(64.0, 5)
 
 
+def test_unet_scene_config_is_the_benchmarked_recipe():
+    # benchmarks/bench_unet.py: half resolution (stride-2 stem), thin, depth 4 at 128 px, 3 at 64
+    big, small = unet.scene_config(128, 5), unet.scene_config(64, 3)
+    assert (big.stem_stride, big.base_channels, big.depth, big.batch_norm) == (2, 8, 4, True)
+    assert (small.stem_stride, small.depth, small.num_classes) == (2, 3, 3)
+
+
 def test_fcn_scene_config_variants():
     assert [fcn.scene_config(64, 5, v).variant for v in ("32s", "16s", "8s")] == ["32s", "16s", "8s"]
     with pytest.raises(ValueError, match="variant must be one of"):

@@ -15,6 +15,7 @@ from lecture_lib.train import History, train_segmenter
 from lecture_lib.train.segmenter import (
     BudgetClock,
     SegmenterRecipe,
+    _CheckedItems,
     _random_symmetry,
     dice_loss,
     evaluate_segmenter,
@@ -171,10 +172,40 @@ def test_bad_model_and_dataset():
     (dict(loss="focal"), r"loss must be one of \('ce', 'dice', 'ce\+dice'\), got 'focal'"),
     (dict(schedule="step"), "schedule must be one of"),
     (dict(warmup_steps=0), "warmup_steps must be an int >= 1"),
+    (dict(crop=0), "crop must be None or an int >= 1, got 0"),
+    (dict(crop=32.0), "crop must be None or an int >= 1, got 32.0"),
+    (dict(crop_fraction=1.5), r"crop_fraction must be in \[0, 1\], got 1.5"),
 ])
 def test_bad_recipe(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SegmenterRecipe(**kwargs)
+
+
+def test_crops_are_windows_of_image_and_mask_together_and_small_images_stay_whole():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 40, 50, generator=g)
+    mask = (image[0] * 5).long()
+    items = _CheckedItems([(image, mask)], 5, 3, flips=False, generator=g, crop=16)
+    for _ in range(20):
+        window, window_mask = items[0]
+        assert window.shape == (3, 16, 16) and torch.equal(window_mask, (window[0] * 5).long())
+        # a window of the image: find where it starts
+        found = [(t, l) for t in range(25) for l in range(35) if torch.equal(image[:, t:t + 16, l:l + 16], window)]
+        assert len(found) == 1
+    whole = _CheckedItems([(image, mask)], 5, 3, flips=False, generator=g, crop=64)[0]
+    assert torch.equal(whole[0], image) and torch.equal(whole[1], mask)
+    assert SegmenterRecipe().crop == 64 and SegmenterRecipe().crop_fraction == 1.0
+
+
+def test_training_switches_to_whole_images_after_crop_fraction():
+    data = scenes(4)  # 32 x 32
+    seen = []
+    model = small_unet()
+    model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])) if m.training else None)
+    train_segmenter(model, data, seconds=0.6, batch_size=2, device="cpu",
+                    recipe=SegmenterRecipe(crop=16, crop_fraction=0.5, warmup_steps=1))
+    assert seen[0] == (16, 16) and seen[-1] == (32, 32)
+    assert seen == sorted(seen)  # crops first, then whole images, never back
 
 
 # --- pieces ---------------------------------------------------------------------------------------

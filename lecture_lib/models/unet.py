@@ -146,5 +146,9 @@ def scene_config(image_size: int, num_classes: int) -> UNetConfig:
         raise ValueError(f"image_size must be an int >= 16, got {image_size}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+    # measured by benchmarks/bench_unet.py on 2 CPU cores (notes in its ablation): at a fixed time
+    # budget the number of optimizer steps decides, so the U-Net runs at half resolution (stride-2
+    # stem, one full-resolution conv beside the image) and stays thin (8 channels: 16 gave fewer
+    # steps and a lower mIoU); depth 4 lets the deepest cells see a whole 64-px object at 128 px.
     depth = 3 if image_size <= 64 else 4
-    return UNetConfig(num_classes=num_classes, base_channels=8, depth=depth, batch_norm=True)
+    return UNetConfig(num_classes=num_classes, base_channels=8, depth=depth, batch_norm=True, stem_stride=2)
