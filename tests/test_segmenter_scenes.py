@@ -48,3 +48,23 @@ def test_recipe():
     assert isinstance(recipe, Recipe) and recipe.name == "segmenters_scenes" and recipe.metric == "mean_iou"
     assert recipe.build().state_dict().keys() == ss.scene_segmenters().state_dict().keys()
     get_recipe("segmenters_scenes", {"segmenters_scenes": "lecture_lib.train.segmenter_scenes:scene_segmenters_recipe"})
+
+
+def test_half_precision_models_train_in_float32_and_keep_the_rounded_weights():
+    torch.manual_seed(0)
+    models = ss.scene_segmenters(dtype=torch.float16)
+    assert {p.dtype for p in models.parameters()} == {torch.float16}
+    before = {k: v.clone() for k, v in models.state_dict().items()}
+    ss.train_scene_segmenters(models, budget_scale=1e-3, n_train=4)
+    after = models.state_dict()
+    assert {p.dtype for p in models.parameters()} == {torch.float16}
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # trained
+    # a float32 model loaded from the half one computes with exactly the stored values
+    full = ss.scene_segmenters()
+    full.load_state_dict(after)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = ss._float32(models["fcn8s"]).eval()(x)
+        torch.testing.assert_close(full["fcn8s"].eval()(x), expected, rtol=0, atol=0)
+    result = ss.evaluate_scene_segmenters(models, n_images=2)
+    assert 0 <= result["mean_iou"] <= 1

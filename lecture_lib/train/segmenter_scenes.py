@@ -10,12 +10,19 @@ Five segmenters trained by :func:`lecture_lib.train.segmenter.train_segmenter` o
   one budget. (All four at 360 s would make the build about 24 minutes of two dedicated
   cores, hours on a shared machine; the comparison only needs them alike.)
 
-The page loads them with ``lecture_lib.weights.load("segmenters_scenes", scene_segmenters())``
+The stored module holds the five networks in half precision (``scene_segmenters(dtype=
+torch.float16)``: 4 MB instead of 8); they are trained in float32 and rounded once at the end,
+and :func:`evaluate_scene_segmenters` computes with float32 copies of the rounded weights, so
+every recorded number is measured on exactly what is stored. The page loads them into float32
+models, ``lecture_lib.weights.load("segmenters_scenes", scene_segmenters())`` (the same values),
 and evaluates them live.
 """
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import nn
 
 from lecture_lib.train.segmenter import evaluate_segmenter, scene_tensors, train_segmenter
@@ -30,21 +37,29 @@ SCENE_MODELS = tuple(SCENE_BUDGETS)
 SCENE_TRAIN, SCENE_TEST = 4000, 300
 
 
-def scene_segmenters(image_size: int = 128, num_classes: int = 5) -> nn.ModuleDict:
-    """The chapter's five segmenters, untrained, keyed as :data:`SCENE_MODELS`."""
+def scene_segmenters(image_size: int = 128, num_classes: int = 5, dtype: torch.dtype = torch.float32) -> nn.ModuleDict:
+    """The chapter's five segmenters, untrained, keyed as :data:`SCENE_MODELS`, their
+    floating-point tensors in ``dtype`` (the stored result keeps float16)."""
     from lecture_lib.models import fcn, unet
 
     models = {"unet": unet.UNet(unet.scene_config(image_size, num_classes)),
               "unet_60s": unet.UNet(unet.scene_config(image_size, num_classes))}
     for variant in ("32s", "16s", "8s"):
         models[f"fcn{variant}"] = fcn.FCN(fcn.scene_config(image_size, num_classes, variant))
-    return nn.ModuleDict(models)
+    return nn.ModuleDict(models).to(dtype)  # floating-point tensors only (num_batches_tracked stays int64)
+
+
+def _float32(model: nn.Module) -> nn.Module:
+    """``model`` itself when it computes in float32, else a float32 copy (same values)."""
+    return model if next(model.parameters()).dtype == torch.float32 else copy.deepcopy(model).float()
 
 
 def train_scene_segmenters(models: nn.ModuleDict, seed: int = 0, budget_scale: float = 1.0,
                            n_train: int = SCENE_TRAIN) -> dict:
     """Train each model of :func:`scene_segmenters` for its :data:`SCENE_BUDGETS` seconds (times
     ``budget_scale``) on the same ``n_train`` scenes, on the device the models are on.
+
+    A model kept in half precision is trained as a float32 copy, then rounded back into it.
 
     Returns:
         ``{name: {"steps", "seconds", "budget_seconds", "loss_every", "loss"}}``: the loss curve
@@ -60,7 +75,10 @@ def train_scene_segmenters(models: nn.ModuleDict, seed: int = 0, budget_scale: f
     history = {}
     for name in SCENE_MODELS:
         seconds = SCENE_BUDGETS[name] * budget_scale
-        h = train_segmenter(models[name], train_set, seconds, seed=seed, device=device)
+        work = _float32(models[name])
+        h = train_segmenter(work, train_set, seconds, seed=seed, device=device)
+        if work is not models[name]:
+            models[name].load_state_dict(work.state_dict())  # rounds to the stored precision
         every = max(1, len(h.step_loss) // 200)
         history[name] = {"steps": len(h.step_loss), "seconds": seconds,
                          "budget_seconds": h.epochs[-1]["budget_seconds"], "loss_every": every,
@@ -76,7 +94,7 @@ def evaluate_scene_segmenters(models: nn.ModuleDict, n_images: int | None = None
     test_set = scene_tensors(SCENE_PRESET, min(n_images or SCENE_TEST, SCENE_TEST), split="test")
     result = {}
     for name in SCENE_MODELS:
-        cm = evaluate_segmenter(models[name], test_set, models[name].config.num_classes)
+        cm = evaluate_segmenter(_float32(models[name]).eval(), test_set, models[name].config.num_classes)
         result["mean_iou" if name == "unet" else f"mean_iou_{name}"] = cm.mean_iou()
         if name == "unet":
             result["pixel_accuracy"] = cm.pixel_accuracy()
@@ -88,7 +106,9 @@ def scene_segmenters_recipe():
     from lecture_lib.weights import Recipe
 
     budgets = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in SCENE_BUDGETS.items())
-    return Recipe(name="segmenters_scenes", build=scene_segmenters, train=train_scene_segmenters,
+    return Recipe(name="segmenters_scenes", build=lambda: scene_segmenters(dtype=torch.float16),
+                  train=train_scene_segmenters,
                   evaluate=evaluate_scene_segmenters, metric="mean_iou", check_images=16,
                   description=f"UNet(scene_config(128, 5)) and FCN-32s/16s/8s trained by train_segmenter on "
-                              f"{SCENE_TRAIN} {SCENE_PRESET} scenes ({budgets}; CPU s / 2 threads)")
+                              f"{SCENE_TRAIN} {SCENE_PRESET} scenes ({budgets}; CPU s / 2 threads), "
+                              "stored in float16")
