@@ -226,7 +226,7 @@ def graded(tmp_path_factory):
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "lecture_lib.grading.cli", "grade", str(MASTER), str(subs), "--out", str(out),
-         "--cell-timeout", "10", "--timeout", "60", "--cpu", "60"],
+         "--jobs", "2", "--cell-timeout", "20", "--timeout", "90", "--cpu", "90"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env={**os.environ, "LECTURE_GRADE_SECRET": SECRET},
     )

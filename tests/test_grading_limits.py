@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lecture_lib.grading.sandbox import Limits, Sandbox, sandbox_available
-from lecture_lib.grading.watchdog import Watchdog, sandbox_usage
+from lecture_lib.grading.watchdog import KERNEL_THREADS, Watchdog, sandbox_usage
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux namespaces")
 MARK = "29.9792"  # a unique sleep duration: finds processes a test started
@@ -95,7 +95,7 @@ def watch(code: str, limits: Limits, seconds: float = 20) -> tuple[str, float]:
 def test_watchdog_stops_a_fork_bomb():
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     reason, seconds = watch(code, Limits())
-    assert "threads busy at once" in reason and "more than the 1.5 allowed" in reason
+    assert "processes busy using" in reason and "more than the 1.5 allowed" in reason
     assert seconds < 15
 
 
@@ -110,7 +110,74 @@ def test_watchdog_stops_spinners_that_left_the_session():
     time.sleep({MARK})
     """
     reason, _ = watch(code, Limits())
-    assert re.search(r"kept [67] threads busy at once", reason) and "7 processes" in reason
+    assert re.search(r"kept [67] processes busy", reason) and "7 processes" in reason
+
+
+def test_watchdog_stops_busy_threads_in_one_process():
+    """Six threads hashing in C (the GIL released) in one process: over 1.5 in CPU cores on idle
+    cores, in busy threads on a loaded machine, whichever the machine gives."""
+    code = f"""
+    import hashlib, threading, time
+    block = bytes(2**20)
+    def spin():
+        while True:
+            hashlib.sha256(block).digest()
+    for _ in range(6):
+        threading.Thread(target=spin, daemon=True).start()
+    time.sleep({MARK})
+    """
+    reason, seconds = watch(code, Limits())
+    assert re.search(r"kept 1 processes busy using [\d.]+ CPU cores \(\d+ busy threads\)", reason), reason
+    assert "more than the 1.5 allowed (1 processes, 7 threads)" in reason
+    assert seconds < 15
+
+
+def _history(cores: float, processes: int, threads: int, samples: int = 16) -> list:
+    """A watchdog window of ``samples`` polls 0.2 s apart: ``cores`` CPU cores used throughout,
+    ``processes`` processes and ``threads`` threads running in every poll."""
+    pids, tids = frozenset(range(processes)), frozenset(range(100, 100 + threads))
+    return [(0.2 * i, 0.2 * i * cores, pids, tids) for i in range(samples)]
+
+
+@pytest.mark.parametrize("cores, processes, threads, stopped", [
+    (1.0, 1, 1, False),                    # an honest notebook on idle cores
+    (0.2, 1, 1 + KERNEL_THREADS, False),   # ... on a loaded machine, its helper threads waiting for a core
+    (1.45, 1, 2, False),                   # one computing thread and the kernel's own, near the limit
+    (1.9, 1, 2, True),                     # two computing threads on idle cores
+    (0.3, 1, 2 + KERNEL_THREADS, True),    # many threads in one process on a loaded machine
+    (0.3, 2, 2, True),                     # two busy processes, whatever CPU they get
+])
+def test_watchdog_limits_cores_processes_and_threads(cores, processes, threads, stopped):
+    watchdog = Watchdog(1.5, 500, lambda reason: None)
+    usage = {1: (10.0, threads, frozenset(), 1024)}
+    reason = watchdog._check(usage, _history(cores, processes, threads))
+    assert bool(reason) == stopped, reason
+    if stopped:
+        assert f"kept {processes} processes busy using {cores:.1f} CPU cores ({threads} busy threads)" in reason
+
+
+def test_watchdog_counts_a_process_missed_by_one_poll_once(monkeypatch):
+    """A process absent from one poll (a children list read mid-fork) and back in the next is
+    not counted from zero again: its 50 CPU seconds so far would look like many cores at once."""
+    from types import SimpleNamespace
+
+    from lecture_lib.grading import watchdog as module
+    polls = [{7: (50.0, 1, frozenset({7}), 0)}, {}] + [{7: (50.0 + 0.2 * i, 1, frozenset({7}), 0)}
+                                                       for i in range(2, 40)]
+    watchdog = Watchdog(1.5, 500, lambda reason: None, interval=0.001)
+
+    def usage(roots):
+        if not polls:
+            watchdog._stop.set()
+            return {}
+        return polls.pop(0)
+
+    clock = iter(0.2 * i for i in range(10_000))  # a poll every 0.2 s, one core's worth of CPU each
+    monkeypatch.setattr(module, "sandbox_usage", usage)
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    watchdog.watch(lambda: [7])
+    watchdog._thread.join(10)
+    assert not polls and watchdog.reason == ""
 
 
 def test_watchdog_stops_memory_spread_over_processes():

@@ -125,13 +125,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="grade everything again, ignoring the grades stored in OUT/state by earlier runs")
     grade.add_argument("--cell-timeout", type=float, default=60, help="wall-clock seconds per cell (default 60)")
     grade.add_argument("--timeout", type=float, default=300, help="wall-clock seconds per submission (default 300)")
-    grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per submission (default 300)")
+    grade.add_argument("--cpu", type=int, default=300, help="CPU seconds per process of a submission (default 300)")
     grade.add_argument("--memory-mb", type=int, default=6144,
                        help="address space per process in MB (default 6144; torch alone maps ~3.5 GB)")
     grade.add_argument("--resident-mb", type=int, default=4096,
                        help="memory of all a submission's processes together, in MB (default 4096)")
     grade.add_argument("--cpus", type=float, default=1.5,
-                       help="threads a submission may keep busy at once (over the last 3 s; default 1.5)")
+                       help="CPU cores a submission may use, and processes (threads: 2 more) it may keep busy, over 3 s "
+                            "(default 1.5)")
     grade.add_argument("--results-json", type=Path, help="also write Gradescope's results.json (one submission)")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="grade without isolation when the sandbox is unavailable (students can then cheat)")

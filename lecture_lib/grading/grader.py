@@ -35,7 +35,7 @@ from .authoring import Exercise, read_exercise
 from .kernel import KernelRun, why_no_answer
 from .progress import Progress
 from .report import Report, gradescope_results, summary, write_results
-from .results import STATUSES, QuestionResult, SubmissionResult
+from .results import QuestionResult, SubmissionResult
 from .sandbox import Limits, SandboxUnavailable, sandbox_available
 from .store import ResultStore, content_hash
 

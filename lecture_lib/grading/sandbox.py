@@ -57,8 +57,8 @@ class Limits:
 
     ``memory_mb`` bounds the *address space* of each process: importing torch alone maps about
     3.5 GB of it, so 6 GB leaves roughly 2 GB of real room. ``resident_mb`` bounds the memory of
-    all the submission's processes together and ``cpus`` the threads it keeps busy at once
-    (over the last 3 s); both are watched from outside (``watchdog.py``). ``max_processes``
+    all the submission's processes together and ``cpus`` the CPU cores it uses and the processes
+    (threads: two more) it keeps busy (over 3 s); both are watched from outside (``watchdog.py``). ``max_processes``
     counts threads too (RLIMIT_NPROC).
     """
 

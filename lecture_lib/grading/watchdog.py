@@ -8,19 +8,28 @@ so this thread measures the sandbox as a whole instead, a few times a second:
 
 - its processes: every descendant of the sandbox's first process (the PID namespace's init, to
   which orphans are reparented, so a double fork does not escape the walk);
-- CPU: how many of their threads are busy, i.e. running or ready to run in at least two thirds
-  of the samples of the last ``window`` seconds; more than ``Limits.cpus``, and the sandbox is
-  killed. Counting busy threads, not CPU seconds, holds on a busy machine too: 60 spinning
-  children get little CPU there, but are still 60 threads taking turns with the neighbouring
-  submission; and a kernel's helper threads (ZeroMQ, the output thread), runnable now and then
-  for a moment, never count;
+- CPU, three ways, over the last ``window`` seconds; over its limit in any and the sandbox is
+  killed:
+  the CPU cores its processes used (CPU seconds per second, over ``Limits.cpus``), which catches
+  many busy threads in one process on a machine with idle cores; how many of its processes were
+  busy, i.e. had a thread running or ready to run in at least two thirds of the samples (over
+  ``Limits.cpus``), which catches many busy processes on a machine where they get little CPU
+  each (60 spinning children are 60 processes taking turns with the neighbouring submission,
+  whatever CPU they get); and how many of its threads were busy (over ``Limits.cpus`` plus
+  ``KERNEL_THREADS``), which catches many busy threads in one process on a loaded machine.
+  An honest notebook is never stopped for CPU, however loaded the machine: the sandbox sets
+  ``OMP_NUM_THREADS=1`` (and MKL's, OpenBLAS's), so torch and numpy compute in one thread; one
+  thread never uses more than one core; a kernel is one process; and its helper threads (ZeroMQ,
+  the output thread: about 3 % of the main thread's CPU even while a cell prints without
+  pause) are allowed for, however long they wait for a core. A notebook that asks for more
+  (``torch.set_num_threads(4)``, busy ``DataLoader`` workers) needs a larger ``--cpus``;
 - memory: their proportional anonymous memory (``Pss_Anon``, pages shared after a fork counted
   once); more than ``Limits.resident_mb``, and the sandbox is killed.
 
 A submission killed here gets the reason in its feedback and in the run's summary. What this
-cannot do: act faster than its poll interval (``interval``, 0.2 s) and window (3 s), or stop a submission from
-using its allowed share; with ``--jobs N`` on fewer than ``N * cpus`` idle cores, submissions
-still share the CPU, which only matters for work close to the time limits.
+cannot do: act faster than its poll interval (``interval``, 0.2 s) and window (3 s), or stop a
+submission from using its allowed share; with ``--jobs N`` on fewer than ``N * cpus`` idle
+cores, submissions still share the CPU, which only matters for work close to the time limits.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ from .sandbox import _children
 __all__ = ["Watchdog", "sandbox_usage"]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Threads of a kernel besides the one that runs the cells (ZeroMQ's I/O thread, the output
+# thread, ...), allowed to be busy on top of ``cpus``: on a loaded machine they can wait in the
+# run queue ("R") a long time for the little CPU they need.
+KERNEL_THREADS = 2
 
 
 def _stat(path: str) -> list[str] | None:
@@ -78,8 +91,8 @@ def _anon_kb(pid: int) -> int:
 
 
 def sandbox_usage(roots: list[int]) -> dict[int, tuple[float, int, frozenset[int], int]]:
-    """pid -> (CPU seconds, threads, ids of running threads, anonymous kB) of ``roots`` and all
-    their descendants."""
+    """pid -> (CPU seconds, threads, ids of running or runnable threads, anonymous kB) of
+    ``roots`` and all their descendants."""
     usage: dict[int, tuple[float, int, frozenset[int], int]] = {}
     frontier = list(roots)
     while frontier and len(usage) < 10_000:
@@ -98,7 +111,9 @@ class Watchdog:
     """A thread that polls one sandbox's processes and calls ``on_breach(reason)`` once.
 
     Args:
-        cpus: threads the sandbox may keep busy (running in 2/3 of the last ``window`` seconds).
+        cpus: CPU cores the sandbox may use, and processes it may keep busy (running or
+            runnable in 2/3 of the samples), over the last ``window`` seconds; threads it may
+            keep busy: ``cpus + KERNEL_THREADS``.
         resident_mb: anonymous memory of all its processes together, in MB.
         on_breach: called (from the watchdog's thread) with a one-line reason; kills the sandbox.
     """
@@ -123,15 +138,19 @@ class Watchdog:
             self._thread.join(5)
 
     def _run(self, roots: Callable[[], list[int]]) -> None:
-        history: deque[tuple[float, float, frozenset]] = deque()  # (time, CPU seconds so far, running threads)
+        # (time, CPU seconds so far, ids of running processes, ids of running threads)
+        history: deque[tuple[float, float, frozenset[int], frozenset[int]]] = deque()
+        # CPU seconds of every process seen so far: one missed by a sample (its parent's children
+        # list is read while it forks) is not counted again from zero when it is seen next
         last: dict[int, float] = {}
         used = 0.0
         while not self._stop.wait(self.interval):
             usage = sandbox_usage(roots())
             used += sum(max(0.0, u[0] - last.get(pid, 0.0)) for pid, u in usage.items())
-            last = {pid: u[0] for pid, u in usage.items()}
+            last.update((pid, u[0]) for pid, u in usage.items())
             now = time.monotonic()
-            history.append((now, used, frozenset().union(*(u[2] for u in usage.values()))))
+            history.append((now, used, frozenset(pid for pid, u in usage.items() if u[2]),
+                            frozenset().union(*(u[2] for u in usage.values()))))
             while history and now - history[0][0] > self.window:
                 history.popleft()
             reason = self._check(usage, history)
@@ -140,7 +159,7 @@ class Watchdog:
                 self.on_breach(reason)
                 return
 
-    def _check(self, usage: dict[int, tuple[float, int, int, int]], history) -> str:
+    def _check(self, usage: dict[int, tuple[float, int, frozenset[int], int]], history) -> str:
         memory_mb = sum(u[3] for u in usage.values()) / 1024
         self.peak_mb = max(self.peak_mb, memory_mb)
         processes = f"{len(usage)} processes, {sum(u[1] for u in usage.values())} threads"
@@ -148,10 +167,17 @@ class Watchdog:
             return f"used {memory_mb:.0f} MB of memory, more than the {self.resident_mb:g} MB allowed ({processes})"
         span = history[-1][0] - history[0][0]
         if span >= 0.8 * self.window and len(history) >= 5:
-            seen = Counter(tid for _, _, running in history for tid in running)
-            busy = sum(count >= 2 / 3 * len(history) for count in seen.values())
+            busy = _busy(entry[2] for entry in history)
+            threads = _busy(entry[3] for entry in history)
             cores = (history[-1][1] - history[0][1]) / span
-            if busy > self.cpus:
-                return (f"kept {busy} threads busy at once for {span:.0f} s (using {cores:.1f} CPU cores), "
-                        f"more than the {self.cpus:g} allowed ({processes})")
+            if busy > self.cpus or cores > self.cpus or threads > self.cpus + KERNEL_THREADS:
+                return (f"kept {busy} processes busy using {cores:.1f} CPU cores ({threads} busy threads) for "
+                        f"{span:.0f} s, more than the {self.cpus:g} allowed ({processes})")
         return ""
+
+
+def _busy(samples) -> int:
+    """How many ids are in at least two thirds of the samples (sets of running ids)."""
+    samples = list(samples)
+    seen = Counter(i for running in samples for i in running)
+    return sum(count >= 2 / 3 * len(samples) for count in seen.values())
