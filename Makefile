@@ -112,11 +112,12 @@ JOBS        ?= 2
 student: setup
 	for nb in $(EXERCISES); do $(BIN)/lecture-grade student "$$nb" $(STUDENT_DIR); done
 
-# make grade EXERCISE=03_segmentation SUBMISSIONS=path/to/folder [JOBS=2]: JOBS submissions at
-# once; run it again after an interruption and it grades only what is missing
+# make grade EXERCISE=03_segmentation SUBMISSIONS=path/to/folder [JOBS=2] [GRADE_FLAGS="--timeout 600"]:
+# JOBS submissions at once, any other lecture-grade option in GRADE_FLAGS; run it again after an
+# interruption and it grades only what is missing
 grade: setup
-	@test -n "$(EXERCISE)" && test -n "$(SUBMISSIONS)" || { echo "usage: make grade EXERCISE=03_segmentation SUBMISSIONS=folder [JOBS=2]"; exit 1; }
-	$(BIN)/lecture-grade grade exercises/$(EXERCISE).ipynb $(SUBMISSIONS) --out $(GRADES_DIR)/$(EXERCISE) --jobs $(JOBS)
+	@test -n "$(EXERCISE)" && test -n "$(SUBMISSIONS)" || { echo "usage: make grade EXERCISE=03_segmentation SUBMISSIONS=folder [JOBS=2] [GRADE_FLAGS=...]"; exit 1; }
+	$(BIN)/lecture-grade grade exercises/$(EXERCISE).ipynb $(SUBMISSIONS) --out $(GRADES_DIR)/$(EXERCISE) --jobs $(JOBS) $(GRADE_FLAGS)
 
 clean:
 	rm -rf _build .pytest_cache
