@@ -73,10 +73,14 @@ from lecture_lib.train.segmenter import (  # noqa: E402
     BudgetClock,
     SegmenterRecipe,
     evaluate_segmenter,
-    scene_tensors,
     train_segmenter,
 )
-from lecture_lib.train.segmenter_scenes import SCENE_BUDGETS, scene_segmenters, train_scene_segmenters  # noqa: E402
+from lecture_lib.train.segmenter_scenes import (  # noqa: E402
+    SCENE_BUDGETS,
+    scene_segmenters,
+    scene_tensors,
+    train_scene_segmenters,
+)
 
 THREADS = 2
 STORED = "segmenters_scenes"  # the chapter's stored result (lecture_lib/weights)

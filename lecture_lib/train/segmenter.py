@@ -12,9 +12,9 @@ What the recipe does (each choice measured on the chapter's scenes by
 - random flips and quarter turns of image and mask together (the 8 symmetries of the square:
   a rotated circle, square, triangle or cross is still one);
 - cross-entropy plus soft Dice loss (Dice weighs every class alike, however few its pixels);
+- random 64 x 64 crops (the network is fully convolutional: 4x the steps, whole images at test);
 - on a GPU: mixed precision (``torch.autocast`` with a gradient scaler) and channels-last
-  memory; on a CPU, channels-last only where the recipe says so (see
-  :class:`SegmenterRecipe`).
+  memory; on a CPU, channels-last only where :class:`SegmenterRecipe` says so.
 
 **The budget clock.** On a CPU, ``seconds`` counts the process's CPU seconds divided by the
 number of torch threads (as ``benchmarks/bench_unet.py`` does): on a dedicated machine that
@@ -23,6 +23,7 @@ not counted. (Set the environment variable ``OMP_WAIT_POLICY=PASSIVE`` before im
 on a busy machine: otherwise OpenMP threads spin while they wait for each other and burn CPU
 seconds that do no work.) On a GPU, where the CPU mostly waits, it counts wall-clock seconds.
 Loading the data set's items counts too: pre-compute them (a list of tensors) for a fair budget.
+The chapter's scenes and stored result: :mod:`lecture_lib.train.segmenter_scenes`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from lecture_lib.train.loop import fit
 from lecture_lib.train.state import Callback, History, TrainState
 
 __all__ = ["SegmenterRecipe", "train_segmenter", "segmentation_loss", "dice_loss", "predict_masks",
-           "evaluate_segmenter", "BudgetClock", "SceneTensors", "scene_tensors"]
+           "evaluate_segmenter", "BudgetClock"]
 
 LOSSES = ("ce", "dice", "ce+dice")
 SCHEDULES = ("cosine", "constant")
@@ -61,14 +62,12 @@ class SegmenterRecipe:
         loss: "ce" (pixel-wise cross-entropy), "dice" (soft Dice) or "ce+dice" (their sum).
         flips: random flips and quarter turns (only flips for non-square images).
         channels_last: channels-last memory format; ``None`` = only on a GPU.
-        crop: train on random ``crop x crop`` windows (None: whole images; an image no larger
-            than ``crop`` is used whole) ...
+        crop: train on random ``crop x crop`` windows (None, or images no larger: whole) ...
         crop_fraction: ... during this fraction of the budget, whole images after it.
 
-    Why crops of 64: the network is fully convolutional and is evaluated on whole images, but a
-    64-px window costs a quarter of a 128-px image, so 4x more optimizer steps fit in the budget
-    (measured on scenes128, 120 s: whole images 0.60 mIoU, crops of 64 0.76). Keep ``crop`` at
-    least as large as your largest objects: crops of 48 px cut the 64-px shapes and fell to 0.46.
+    Crops of 64: the network is fully convolutional (evaluated on whole images); a 64-px window
+    costs a quarter of a 128-px image, so 4x the steps fit (scenes128, 120 s: mIoU 0.60 -> 0.76).
+    Keep ``crop`` >= your largest objects: 48-px crops cut the 64-px shapes and fell to 0.46.
     """
 
     peak_lr: float = 3e-3
@@ -113,9 +112,7 @@ def dice_loss(logits: Tensor, masks: Tensor, eps: float = 1.0) -> Tensor:
     """
     probs = logits.float().softmax(1)
     onehot = F.one_hot(masks, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    dims = (0, 2, 3)
-    overlap = (probs * onehot).sum(dims)
-    total = probs.sum(dims) + onehot.sum(dims)
+    overlap, total = (probs * onehot).sum((0, 2, 3)), (probs + onehot).sum((0, 2, 3))
     return 1 - ((2 * overlap + eps) / (total + eps)).mean()
 
 
@@ -206,42 +203,6 @@ def _collate(items: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     if len(sizes) > 1:
         raise ValueError(f"all images of a batch must have the same size, got sizes {sizes}")
     return torch.stack([image for image, _ in items]).float(), torch.stack([mask for _, mask in items])
-
-
-class SceneTensors(Dataset):
-    """``(image, mask)`` pairs held as two tensors: ``images`` ``Tensor[N, 3, H, W]`` (float32, or
-    float16 to halve the memory: items come back as float32) and ``masks`` ``Tensor[N, H, W]``
-    (uint8, items come back as int64). 4000 scenes of 128 x 128 take 460 MB in float16, against
-    about 1.5 GB for the cached scenes of a ``ShapesDataset``."""
-
-    def __init__(self, images: Tensor, masks: Tensor) -> None:
-        if images.dim() != 4 or masks.dim() != 3 or images.shape[0] != masks.shape[0] \
-                or images.shape[2:] != masks.shape[1:]:
-            raise ValueError(f"images [N, C, H, W] and masks [N, H, W] must agree, got {list(images.shape)} "
-                             f"and {list(masks.shape)}")
-        self.images, self.masks = images, masks
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.images[index].float(), self.masks[index].long()
-
-
-def scene_tensors(preset: str, n_images: int, split: str = "train", seed: int = 0, half: bool = False) -> SceneTensors:
-    """The scenes of ``lecture_lib.data.shapes.preset_dataset(preset, n_images, ...)`` generated
-    once and held as :class:`SceneTensors` (``half``: images in float16)."""
-    from lecture_lib.data.shapes import NUM_CLASSES, preset_dataset
-
-    scenes = preset_dataset(preset, n_images, split=split, seed=seed)
-    first_image, first_mask = scenes[0] if n_images else (torch.zeros(3, 1, 1), torch.zeros(1, 1))
-    images = torch.empty(n_images, *first_image.shape, dtype=torch.float16 if half else torch.float32)
-    masks = torch.empty(n_images, *first_mask.shape, dtype=torch.uint8 if NUM_CLASSES <= 256 else torch.int64)
-    for i in range(n_images):
-        scene = scenes.scene(i)
-        images[i], masks[i] = scene.image, scene.mask
-        scenes._cache.pop(i, None)  # keep only the compact copy
-    return SceneTensors(images, masks)
 
 
 # --- the budget -------------------------------------------------------------------------------

@@ -23,11 +23,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from lecture_lib.train.segmenter import evaluate_segmenter, scene_tensors, train_segmenter
+from lecture_lib.train.segmenter import evaluate_segmenter, train_segmenter
 
-__all__ = ["SCENE_PRESET", "SCENE_BUDGETS", "SCENE_TRAIN", "SCENE_TEST", "SCENE_MODELS", "scene_segmenters",
+__all__ = ["SceneTensors", "scene_tensors", "SCENE_PRESET", "SCENE_BUDGETS", "SCENE_TRAIN", "SCENE_TEST", "SCENE_MODELS", "scene_segmenters",
            "train_scene_segmenters", "evaluate_scene_segmenters", "scene_segmenters_recipe"]
 
 SCENE_PRESET = "scenes128"
@@ -35,6 +36,43 @@ SCENE_PRESET = "scenes128"
 SCENE_BUDGETS = {"unet": 360.0, "unet_60s": 60.0, "fcn32s": 60.0, "fcn16s": 60.0, "fcn8s": 60.0}
 SCENE_MODELS = tuple(SCENE_BUDGETS)
 SCENE_TRAIN, SCENE_TEST = 4000, 300
+
+
+
+class SceneTensors(Dataset):
+    """``(image, mask)`` pairs held as two tensors: ``images`` ``Tensor[N, 3, H, W]`` (float32, or
+    float16 to halve the memory: items come back as float32) and ``masks`` ``Tensor[N, H, W]``
+    (uint8, items come back as int64). 4000 scenes of 128 x 128 take 460 MB in float16, against
+    about 1.5 GB for the cached scenes of a ``ShapesDataset``."""
+
+    def __init__(self, images: Tensor, masks: Tensor) -> None:
+        if images.dim() != 4 or masks.dim() != 3 or images.shape[0] != masks.shape[0] \
+                or images.shape[2:] != masks.shape[1:]:
+            raise ValueError(f"images [N, C, H, W] and masks [N, H, W] must agree, got {list(images.shape)} "
+                             f"and {list(masks.shape)}")
+        self.images, self.masks = images, masks
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.images[index].float(), self.masks[index].long()
+
+
+def scene_tensors(preset: str, n_images: int, split: str = "train", seed: int = 0, half: bool = False) -> SceneTensors:
+    """The scenes of ``lecture_lib.data.shapes.preset_dataset(preset, n_images, ...)`` generated
+    once and held as :class:`SceneTensors` (``half``: images in float16)."""
+    from lecture_lib.data.shapes import NUM_CLASSES, preset_dataset
+
+    scenes = preset_dataset(preset, n_images, split=split, seed=seed)
+    first_image, first_mask = scenes[0] if n_images else (torch.zeros(3, 1, 1), torch.zeros(1, 1))
+    images = torch.empty(n_images, *first_image.shape, dtype=torch.float16 if half else torch.float32)
+    masks = torch.empty(n_images, *first_mask.shape, dtype=torch.uint8 if NUM_CLASSES <= 256 else torch.int64)
+    for i in range(n_images):
+        scene = scenes.scene(i)
+        images[i], masks[i] = scene.image, scene.mask
+        scenes._cache.pop(i, None)  # keep only the compact copy
+    return SceneTensors(images, masks)
 
 
 def scene_segmenters(image_size: int = 128, num_classes: int = 5, dtype: torch.dtype = torch.float32) -> nn.ModuleDict:
