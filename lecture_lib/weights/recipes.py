@@ -9,5 +9,6 @@ and ``manifest.json`` (tests/test_weights.py fails for a recipe without stored f
 
 RECIPES: dict[str, str] = {
     "ensembles_shapes": "lecture_lib.ensembles:ensembles_recipe",
+    "segmenters_scenes": "lecture_lib.train.segmenter_scenes:scene_segmenters_recipe",
     "faster_rcnn_scenes": "lecture_lib.models.faster_rcnn:faster_rcnn_recipe",
 }
