@@ -166,7 +166,7 @@ def test_watchdog_counts_a_process_missed_by_one_poll_once(monkeypatch):
                                                        for i in range(2, 40)]
     watchdog = Watchdog(1.5, 500, lambda reason: None, interval=0.001)
 
-    def usage(roots):
+    def usage(roots, resident_kb=0.0):
         if not polls:
             watchdog._stop.set()
             return {}
@@ -178,6 +178,54 @@ def test_watchdog_counts_a_process_missed_by_one_poll_once(monkeypatch):
     watchdog.watch(lambda: [7])
     watchdog._thread.join(10)
     assert not polls and watchdog.reason == ""
+
+
+def test_watchdog_decides_when_polls_are_slow(monkeypatch):
+    """On a loaded machine one poll of a fork bomb's processes can take a second (seen: 53
+    processes of a kernel that imported torch): the window stretches to hold enough polls."""
+    from types import SimpleNamespace
+
+    from lecture_lib.grading import watchdog as module
+    spinning = {pid: (0.0, 1, frozenset({pid}), 0) for pid in range(10, 63)}
+    monkeypatch.setattr(module, "sandbox_usage", lambda roots, resident_kb=0.0: spinning)
+    clock = iter(1.1 * i for i in range(10_000))  # a poll every 1.1 s
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    reasons = []
+    watchdog = Watchdog(1.5, 500, reasons.append, interval=0.001)
+    watchdog.watch(lambda: [10])
+    watchdog._thread.join(10)
+    assert len(reasons) == 1 and "kept 53 processes busy" in reasons[0], reasons
+    watchdog.stop()
+
+
+def test_usage_reads_shared_memory_split_only_when_the_cheap_sum_is_over():
+    """Five children sharing 80 MB after a fork: 400 MB counted in full, about 80 split; the
+    split figure (what the limit applies to) is read once the cheap one is over the limit."""
+    box = Sandbox(Limits())
+    code = f"""
+    import os, time
+    block = bytearray(80 * 2**20)
+    for _ in range(4):
+        if os.fork() == 0:
+            time.sleep({MARK})
+    time.sleep({MARK})
+    """
+    process = subprocess.Popen(box.wrap([sys.executable, "-c", textwrap.dedent(code)]), env=box.env(),
+                               start_new_session=True)
+    try:
+        usage = {}
+        deadline = time.monotonic() + 20
+        while len(usage) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            box.started(process)
+            usage = sandbox_usage(box.roots(), resident_kb=10**9)
+        time.sleep(0.5)
+        cheap = sum(u[3] for u in sandbox_usage(box.roots(), resident_kb=10**9).values()) / 1024
+        split = sum(u[3] for u in sandbox_usage(box.roots(), resident_kb=100 * 1024).values()) / 1024
+        assert cheap > 380 and 78 < split < 120, (cheap, split)
+    finally:
+        box.kill(process)
+        box.cleanup()
 
 
 def test_watchdog_stops_memory_spread_over_processes():

@@ -27,8 +27,9 @@ so this thread measures the sandbox as a whole instead, a few times a second:
   once); more than ``Limits.resident_mb``, and the sandbox is killed.
 
 A submission killed here gets the reason in its feedback and in the run's summary. What this
-cannot do: act faster than its poll interval (``interval``, 0.2 s) and window (3 s), or stop a
-submission from using its allowed share; with ``--jobs N`` on fewer than ``N * cpus`` idle
+cannot do: act faster than its poll interval (``interval``, 0.2 s) and window (3 s; longer
+when polls are slow, as a CPU verdict takes ``MIN_SAMPLES`` polls), or stop a submission from
+using its allowed share; with ``--jobs N`` on fewer than ``N * cpus`` idle
 cores, submissions still share the CPU, which only matters for work close to the time limits.
 """
 
@@ -45,6 +46,10 @@ from .sandbox import _children
 __all__ = ["Watchdog", "sandbox_usage"]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_KB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) // 1024
+# Samples a CPU verdict needs: when polls are slow (a loaded machine, many processes), the
+# window stretches to hold this many rather than never holding enough.
+MIN_SAMPLES = 5
 # Threads of a kernel besides the one that runs the cells (ZeroMQ's I/O thread, the output
 # thread, ...), allowed to be busy on top of ``cpus``: on a loaded machine they can wait in the
 # run queue ("R") a long time for the little CPU they need.
@@ -76,6 +81,17 @@ def _cpu_and_threads(pid: int) -> tuple[float, int, frozenset[int]] | None:
     return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[17]), frozenset(running)
 
 
+def _resident_anon_kb(pid: int) -> int:
+    """Resident anonymous memory of a process in kB, pages shared after a fork counted in full
+    (``statm``: resident - shared). Cheap: no walk of the address space, no lock on it."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            _, resident, shared = (int(v) for v in handle.read().split()[:3])
+        return max(0, resident - shared) * _PAGE_KB
+    except (OSError, ValueError):
+        return 0
+
+
 def _anon_kb(pid: int) -> int:
     """Anonymous memory of a process in kB, pages shared with other processes split between them."""
     try:
@@ -83,16 +99,20 @@ def _anon_kb(pid: int) -> int:
             for line in handle:
                 if line.startswith("Pss_Anon:"):
                     return int(line.split()[1])
-        with open(f"/proc/{pid}/statm") as handle:  # older kernels: resident - shared
-            _, resident, shared = (int(v) for v in handle.read().split()[:3])
-        return (resident - shared) * os.sysconf("SC_PAGE_SIZE") // 1024
     except (OSError, ValueError):
         return 0
+    return _resident_anon_kb(pid)  # older kernels
 
 
-def sandbox_usage(roots: list[int]) -> dict[int, tuple[float, int, frozenset[int], int]]:
+def sandbox_usage(roots: list[int], resident_kb: float = 0.0) -> dict[int, tuple[float, int, frozenset[int], int]]:
     """pid -> (CPU seconds, threads, ids of running or runnable threads, anonymous kB) of
-    ``roots`` and all their descendants."""
+    ``roots`` and all their descendants.
+
+    Anonymous memory is first read the cheap way, counting pages shared after a fork in every
+    process that shares them; only if that sum is over ``resident_kb`` is it read again with those
+    pages split (``Pss_Anon``: a walk of each address space, slow for processes that imported
+    torch, and blocked while they fork), so that a sandbox is never stopped on the cheap figure.
+    """
     usage: dict[int, tuple[float, int, frozenset[int], int]] = {}
     frontier = list(roots)
     while frontier and len(usage) < 10_000:
@@ -102,8 +122,10 @@ def sandbox_usage(roots: list[int]) -> dict[int, tuple[float, int, frozenset[int
         stat = _cpu_and_threads(pid)
         if stat is None:
             continue
-        usage[pid] = (*stat, _anon_kb(pid))
+        usage[pid] = (*stat, _resident_anon_kb(pid))
         frontier.extend(_children(pid))
+    if sum(u[3] for u in usage.values()) > resident_kb:
+        usage = {pid: (*u[:3], _anon_kb(pid)) for pid, u in usage.items()}
     return usage
 
 
@@ -145,13 +167,14 @@ class Watchdog:
         last: dict[int, float] = {}
         used = 0.0
         while not self._stop.wait(self.interval):
-            usage = sandbox_usage(roots())
+            usage = sandbox_usage(roots(), self.resident_mb * 1024)
             used += sum(max(0.0, u[0] - last.get(pid, 0.0)) for pid, u in usage.items())
             last.update((pid, u[0]) for pid, u in usage.items())
             now = time.monotonic()
             history.append((now, used, frozenset(pid for pid, u in usage.items() if u[2]),
                             frozenset().union(*(u[2] for u in usage.values()))))
-            while history and now - history[0][0] > self.window:
+            # the last ``window`` seconds, but at least MIN_SAMPLES polls however slow they were
+            while len(history) > MIN_SAMPLES and now - history[1][0] >= self.window:
                 history.popleft()
             reason = self._check(usage, history)
             if reason:
@@ -166,7 +189,7 @@ class Watchdog:
         if memory_mb > self.resident_mb:
             return f"used {memory_mb:.0f} MB of memory, more than the {self.resident_mb:g} MB allowed ({processes})"
         span = history[-1][0] - history[0][0]
-        if span >= 0.8 * self.window and len(history) >= 5:
+        if span >= 0.8 * self.window and len(history) >= MIN_SAMPLES:
             busy = _busy(entry[2] for entry in history)
             threads = _busy(entry[3] for entry in history)
             cores = (history[-1][1] - history[0][1]) / span
