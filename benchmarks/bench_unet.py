@@ -257,7 +257,11 @@ def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool, f
         from lecture_lib import weights
 
         models = scene_segmenters()
-        history = weights.load(STORED, models)["history"]
+        meta = weights.load(STORED, models)
+        history = meta["history"]
+        # the rows' times: the stored run's (make weights), not this run's loading
+        cpu0 -= meta["train_cpu_seconds_per_thread"] * THREADS
+        wall0 -= meta["train_wall_seconds"]
     elif store:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
         from make_weights import make
@@ -272,13 +276,15 @@ def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool, f
         seed_everything(0, threads=THREADS, deterministic=device == "cpu")
         models = scene_segmenters()
         seed_everything(0, threads=THREADS, deterministic=device == "cpu")
-        history = train_scene_segmenters(models.to(device), 0, budget_scale=budget_scale, n_train=N_TRAIN)
+        # SCENE_BUDGETS are the full budgets; quick mode's BUDGET shrinks them like every other row
+        scale = budget_scale * BUDGET["scenes128"] / SCENE_BUDGETS["unet"]
+        history = train_scene_segmenters(models.to(device), 0, budget_scale=scale, n_train=N_TRAIN)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     results = []
     for row in rows:
         name = row.model.split(":")[1]
         h = history[name]
-        results.append(_row_result(row, models[name], test_set, h["loss"], SCENE_BUDGETS[name] * budget_scale,
+        results.append(_row_result(row, models[name], test_set, h["loss"], h.get("seconds", SCENE_BUDGETS[name]),
                                    h["budget_seconds"], wall / len(rows), cpu / len(rows),
                                    asdict(SegmenterRecipe()), load_before, device) | {"steps": h["steps"]})
     return results
