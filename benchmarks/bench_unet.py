@@ -202,7 +202,7 @@ def data(preset: str, split: str, seed: int):
 
 
 def _row_result(row: Row, model: nn.Module, test_set, step_loss: list, seconds: float, spent: float, wall: float,
-                cpu: float, recipe: dict, load_before: float, device: str) -> dict:
+                cpu: float, recipe: dict, load_before: float, device: str, steps: int | None = None) -> dict:
     cm = evaluate_segmenter(model, test_set, NUM_CLASSES)
     every = max(1, len(step_loss) // 50)
     result = {
@@ -211,7 +211,7 @@ def _row_result(row: Row, model: nn.Module, test_set, step_loss: list, seconds: 
         "per_class_iou": dict(zip(CLASS_NAMES, [round(float(v), 4) for v in cm.per_class_iou()])),
         "confusion_matrix": cm.matrix.tolist(),
         "budget_seconds": seconds, "spent_seconds": spent, "train_wall_seconds": wall, "train_cpu_seconds": cpu,
-        "steps": len(step_loss), "batch_size": row.batch_size,
+        "steps": len(step_loss) if steps is None else steps, "batch_size": row.batch_size,
         "n_test": len(test_set), "data_seed": row.data_seed, "seed": row.seed,
         "model": row.model, "model_config": asdict(model.config) if hasattr(model, "config") else {"width": 16},
         "parameters": sum(p.numel() for p in model.parameters()), "recipe": recipe,
@@ -286,7 +286,7 @@ def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool, f
         h = history[name]
         results.append(_row_result(row, models[name], test_set, h["loss"], h.get("seconds", SCENE_BUDGETS[name]),
                                    h["budget_seconds"], wall / len(rows), cpu / len(rows),
-                                   asdict(SegmenterRecipe()), load_before, device) | {"steps": h["steps"]})
+                                   asdict(SegmenterRecipe()), load_before, device, steps=h["steps"]))
     return results
 
 
