@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -120,6 +121,10 @@ def _attacks(paths: dict[str, str], port: int) -> dict[str, tuple[str, str]]:
             "time.sleep(0.5)\n"
         )),
         "os_exit": ("start", "import os\nos._exit(0)\n"),
+        # after the setup cell's import of torch: each fork is slow and so is each watchdog poll
+        "fork_bomb_after_torch": ("start", (
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+        )),
         "infinite_loop": ("start", "while True:\n    pass\n"),
         "loop_ignoring_interrupt": ("start", (
             "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
@@ -280,6 +285,13 @@ def test_timeouts_are_reported(graded):
     assert "interrupted" in (graded["out"] / "feedback" / "infinite_loop.txt").read_text()
     assert status[("loop_ignoring_interrupt", "q1")] == "timeout"
     assert status[("os_exit", "q1")] == "error"
+
+
+@needs_sandbox
+def test_watchdog_stops_a_fork_bomb_in_a_kernel_that_imported_torch(graded):
+    """Stopped by the watchdog (busy processes), not left to run into its cell's time limit."""
+    summary = (graded["out"] / "summary.txt").read_text()
+    assert re.search(r"^  fork_bomb_after_torch +kept \d+ processes busy using", summary, flags=re.M), summary
 
 
 @needs_sandbox
