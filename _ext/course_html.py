@@ -20,6 +20,9 @@ Accessibility (an axe-core scan of every page, tests/test_accessibility.py):
 - ipywidgets sliders (noUiSlider handles) have no accessible name, and a tqdm bar wider than the
   text column is a scrollable box no keyboard can reach: _static/course_a11y.js names each slider
   handle after the widget's label, _static/course.css lets widget rows wrap.
+- The primary sidebar (logo, search button, chapter list) lay outside every landmark, so the home
+  link was missing from a screen reader's landmark list: course_a11y.js makes the sidebar a
+  navigation landmark ("Site").
 - A notebook's plot came out as ``<img alt="../../_images/3f9a….png">``: MyST-NB takes alt text
   only from the cell's metadata (``mystnb: image: alt: ...``). Where a cell has none, the alt
   text comes from the output's own metadata (``{"image/png": {"alt": ...}}``, written while the

@@ -3,8 +3,18 @@
 // keys, but carries no name (the widget's description is a separate <label>), so a screen reader
 // announced "slider, 35" without saying which. Name each handle, and the editable readout next
 // to it, after the widget's label. The widget manager renders after load: watch the page.
+// The primary sidebar (logo, search button, chapter list) is a plain <div> outside every
+// landmark, so a screen reader's landmark list skipped the home link (axe: region): make the
+// sidebar a navigation landmark of its own (the chapter list inside stays the "Main" one).
 (function () {
   "use strict";
+  function landmarks() {
+    var sidebar = document.getElementById("pst-primary-sidebar");
+    if (sidebar && !sidebar.hasAttribute("role")) {
+      sidebar.setAttribute("role", "navigation");
+      sidebar.setAttribute("aria-label", "Site");
+    }
+  }
   function labelOf(widget) {
     var label = widget.querySelector(":scope > label.widget-label");
     var text = label ? label.textContent.trim() : "";
@@ -24,6 +34,7 @@
     });
   }
   function start() {
+    landmarks();
     name(document);
     new MutationObserver(function (records) {
       for (var i = 0; i < records.length; i++) {
