@@ -68,6 +68,12 @@ def test_a_root_grader_runs_the_kernel_as_nobody():
     assert output.strip() == "['0', '65534', '1']"
 
 
+def test_torch_and_numpy_compute_in_one_thread_in_the_sandbox():
+    """What keeps an honest torch notebook under --cpus: one intra-op thread, whatever the cores."""
+    output = run_in_sandbox("import torch\nprint('threads', torch.get_num_threads())", Limits(), timeout=120)
+    assert "threads 1" in output, output
+
+
 def watch(code: str, limits: Limits, seconds: float = 20) -> tuple[str, float]:
     """Run ``code`` in a sandbox under a watchdog; (breach reason or "", seconds until it ended)."""
     box = Sandbox(limits)
