@@ -83,6 +83,7 @@ notebooks: setup
 	rm -rf $(EXECUTED)
 	LECTURE_QUICK=1 LECTURE_EXECUTED_DIR=$(CURDIR)/$(EXECUTED) $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadfile \
 		-p no:cacheprovider -q $(NOTEBOOK_DIRS)
+	$(BIN)/python scripts/glue.py check $(EXECUTED)
 
 book-strict: setup
 	$(BIN)/python scripts/build_test_book.py $(EXECUTED) $(TEST_BOOK)

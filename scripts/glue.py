@@ -46,6 +46,9 @@ _NOT_PROSE = re.compile(
 # and commas as thousands separators allowed), not part of a word or identifier.
 _FIGURE = re.compile(r"(?<![\w.])(\d{1,3}(?:[ ,\u202f\u2009]\d{3})+|\d+\.\d+|\d{4,})(?![\w.]*\w)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# COCO's IoU thresholds written as the metric defines them (0.50, 0.55, ..., 0.95; AP75's 0.75):
+# definitions that pages also print in their tables' headers, not measurements.
+DEFINITIONS = {f"0.{t}" for t in range(55, 100, 5)}
 
 
 def _figures(markdown: str) -> list[str]:
@@ -57,6 +60,8 @@ def _figures(markdown: str) -> list[str]:
             continue  # 0.5, 0.50, 0.01, 1000: thresholds and round numbers, not measurements
         if "." not in text and 1900 <= int(text) <= 2099:
             continue  # a year
+        if text in DEFINITIONS:
+            continue
         if text not in found:
             found.append(text)
     return found

@@ -34,6 +34,8 @@ def _glued(name, value):
     ("A threshold of 0.50 and 1000 images.", "0.50 1000", []),                  # round numbers
     ("Published in 2015, cited {cite}`girshick2015`.", "2015", []),             # year, citation
     ("It reaches 0.924.", "0.819", []),                                          # not printed here
+    ("COCO averages IoU 0.50:0.95; AP75 uses 0.75.", "0.95 0.75", []),           # COCO's thresholds
+    ("Mask AP at 0.75 IoU is 0.753.", "0.75 0.7531", ["0.753"]),                 # ... but not results
 ])
 def test_check_notebook_flags_typed_printed_figures(markdown, printed, flagged):
     nb = new_notebook(cells=[_printing(printed), new_markdown_cell(markdown)])
