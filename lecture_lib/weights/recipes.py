@@ -11,4 +11,5 @@ RECIPES: dict[str, str] = {
     "ensembles_shapes": "lecture_lib.ensembles:ensembles_recipe",
     "segmenters_scenes": "lecture_lib.train.segmenter_scenes:scene_segmenters_recipe",
     "faster_rcnn_scenes": "lecture_lib.models.faster_rcnn:faster_rcnn_recipe",
+    "mask_rcnn_scenes": "lecture_lib.models.mask_rcnn:mask_rcnn_recipe",
 }
