@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f"part recipe: store the trained models as lecture_lib/weights/{STORED}.*")
     parser.add_argument("--from-stored", action="store_true",
                         help=f"part recipe: evaluate the stored lecture_lib/weights/{STORED}.* instead of training")
+    parser.add_argument("--rows", default="", help="comma-separated row names: only these of the selected parts")
     parser.add_argument("--fresh", action="store_true", help="forget the rows already in the result file")
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
@@ -356,6 +357,12 @@ def main(argv: list[str] | None = None) -> dict:
         (RESULTS / "quick" if is_quick() else RESULTS).joinpath(f"{name}.json").unlink(missing_ok=True)
     rows, result, written = {}, None, None
     selected = [row for row in all_rows() if row.part in parts]
+    if args.rows:
+        wanted = [r for r in args.rows.split(",") if r]
+        unknown_rows = sorted(set(wanted) - {row.name for row in selected})
+        if unknown_rows:
+            parser.error(f"unknown rows {unknown_rows} in parts {parts}")
+        selected = [row for row in selected if row.name in wanted]
     recipe_rows = [row for row in selected if row.part == "recipe"]
     if recipe_rows:
         for r in run_recipe(recipe_rows, args.device, args.budget_scale, args.store_weights, args.from_stored):
