@@ -19,15 +19,15 @@ FUNCTION_LINES = 60
 # over MODULE_LINES on purpose; the module's docstring says why in a "Length:" paragraph
 LONG_MODULES = {
     "metrics/detection.py",  # AP, mAP and COCO's twelve statistics, equal to pycocotools: one evaluation
+    "models/faster_rcnn.py",  # the RPN and the chapter's recipe for the scenes (the recipe moves out next)
+    "models/mask_rcnn.py",  # what Mask R-CNN adds: targets, loss, two pasting conventions, the recipe
+    "models/roi_heads.py",  # the one RoI head the R-CNN family shares
 }
 
 # Modules other engineers are editing now (the lead removes an entry when its owner has finished,
 # then the scan's findings there get fixed). What the scan found in them when this list was
 # written is in the issue 17 refactor report.
-IN_PROGRESS = {
-    "models/rcnn.py", "models/fast_rcnn.py", "models/faster_rcnn.py", "models/mask_rcnn.py",  # "detector" helper
-    "models/roi_heads.py", "models/backbones.py", "proposals.py", "checks.py", "train/detector.py",
-}
+IN_PROGRESS: set[str] = set()  # none now: every module of lecture_lib is scanned
 
 MODULES = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py"))
 

@@ -24,6 +24,11 @@ through the proposal coordinates).
 Each step does what the torchvision component of the same name does (``Matcher``,
 ``BalancedPositiveNegativeSampler``, ``RegionProposalNetwork.filter_proposals``), checked in the
 tests.
+
+Length: the RPN (labels, loss, proposals, modules) and the chapter's recipe for the 128-pixel
+scenes (``scene_config``, the torchvision twin, the stored result) stay together so that one file
+reads as "Faster R-CNN, and how the course trains it"; the recipe (~150 lines) is the first thing
+to move out if the file grows.
 """
 
 from __future__ import annotations

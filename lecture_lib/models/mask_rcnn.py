@@ -19,6 +19,9 @@ adding a third branch to Faster R-CNN's RoI head (``faster_rcnn.py``):
 Pixel-accurate masks need features that are not shifted by RoI pooling's rounding, hence
 RoIAlign (``lecture_lib.roi``). Every function gives the numbers of its namesake in
 ``torchvision.models.detection.roi_heads`` (checked in ``tests/test_mask_rcnn.py``).
+
+Length: the mask targets, loss, pasting (two conventions) and the stored result's recipe are one
+concept (what Mask R-CNN adds to Faster R-CNN); a little over the guide.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ from; what they do with a region is the same:
 
 Every function does what the matching torchvision component does (``tests/test_roi_heads.py``
 and ``tests/test_models_detection.py`` check it).
+
+Length: sampling, the box head, its loss and the post-processing are the one RoI head the whole
+family shares; a little over the guide.
 """
 
 from __future__ import annotations
