@@ -12,9 +12,11 @@ number when the printed one, rounded to the typed number's decimals, equals it (
 percentage: 81.9 % matches 0.8192). Figures inside glue roles, inline code, maths, links and
 citations are not prose. Exit status 1 when it finds any.
 
-``compare`` reads the glued values of two builds (folders of executed notebooks, e.g. the
-``_build/jupyter_execute`` of two full ``make book`` runs) and lists every name whose value
-differs, was added or was removed. Exit status 1 when there are differences.
+``compare`` reads the glued values of two builds (folders of executed notebooks that still hold
+their glue outputs: the ``_build/executed`` of two ``make notebooks`` runs, or the notebooks of two
+full builds taken from ``_build/.jupyter_cache`` -- not ``_build/jupyter_execute``, from which
+MyST-NB has removed them) and lists every name whose value differs, was added or was removed.
+Exit status 1 when there are differences.
 """
 
 from __future__ import annotations
