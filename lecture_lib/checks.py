@@ -66,6 +66,16 @@ def check_image_size(size, name: str = "image_size") -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def check_scene_config_args(image_size, num_classes) -> None:
+    """The arguments of the segmenters' ``scene_config``: an int side >= 16, >= 2 classes."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int):
+        raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be an int >= 16, got {image_size}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+
+
 def check_boxes(boxes, name: str = "boxes", xyxy: bool = True) -> None:
     """``boxes`` must be a real ``Tensor[N, 4]``; with ``xyxy`` also ``x1 <= x2`` and ``y1 <= y2``."""
     if not isinstance(boxes, Tensor):

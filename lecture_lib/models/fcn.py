@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lecture_lib.checks import check_scene_config_args
 from lecture_lib.upsampling import ConvTranspose2d
 
 __all__ = ["FCNConfig", "FCN", "bilinear_kernel", "scene_config"]
@@ -138,10 +139,5 @@ def scene_config(image_size: int, num_classes: int, variant: str = "8s") -> FCNC
         num_classes: classes to predict, background included (>= 2).
         variant: "32s", "16s" or "8s".
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be an int >= 16, got {image_size}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+    check_scene_config_args(image_size, num_classes)
     return FCNConfig(num_classes=num_classes, widths=(8, 16, 32, 64, 128), variant=variant)

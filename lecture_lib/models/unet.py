@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lecture_lib.checks import check_scene_config_args
 from lecture_lib.upsampling import ConvTranspose2d
 
 __all__ = ["UNetConfig", "UNet", "double_conv", "scene_config"]
@@ -140,12 +141,7 @@ def scene_config(image_size: int, num_classes: int) -> UNetConfig:
         image_size: side of the (square) training images, >= 16.
         num_classes: classes to predict, background included (>= 2).
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be an int >= 16, got {image_size}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
+    check_scene_config_args(image_size, num_classes)
     # measured by benchmarks/bench_unet.py on 2 CPU cores (notes in its ablation): at a fixed time
     # budget the number of optimizer steps decides, so the U-Net runs at half resolution (stride-2
     # stem, one full-resolution conv beside the image) and stays thin (8 channels: 16 gave fewer
