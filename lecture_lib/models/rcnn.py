@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lecture_lib.checks import check_detection_inputs, check_positive_int
+from lecture_lib.checks import check_boxes, check_detection_inputs, check_positive_int
 from lecture_lib.models.backbones import small_cnn
 from lecture_lib.models.roi_heads import (
     OPS,
@@ -65,34 +65,99 @@ __all__ = [
 ]
 
 
+def _interpolation_matrices(starts: Tensor, lengths: Tensor, output_size: int, sampling_ratio: int,
+                            size: int) -> Tensor:
+    """Per region, the ``[output_size, size]`` matrix that resamples a signal of ``size`` values
+    along one axis as RoI align does (``aligned=True``, ``spatial_scale = 1``).
+
+    Output value ``i`` of region ``k`` averages ``sampling_ratio`` points spread evenly over its
+    bin, ``starts[k] - 0.5 + (i + (a + 0.5) / sampling_ratio) * lengths[k] / output_size``; each
+    point reads the signal by linear interpolation between its two neighbouring values, the
+    border value within one cell outside, 0 further out (RoI align's rule, ``lecture_lib.roi``).
+
+    Args:
+        starts, lengths (Tensor[K]): region start and length along the axis, in pixels.
+
+    Returns:
+        Tensor[K, output_size, size]: at most ``2 * sampling_ratio`` non-zeros per row.
+    """
+    n = sampling_ratio
+    steps = (torch.arange(output_size * n, dtype=starts.dtype, device=starts.device) + 0.5) / n  # in bins
+    points = (starts - 0.5)[:, None] + steps[None] * (lengths / output_size)[:, None]  # [K, out * n]
+    inside = ((points >= -1.0) & (points <= size)).to(starts.dtype)
+    points = points.clamp(0, size - 1)  # within one cell of the border: the border value
+    low = points.floor().long().clamp(max=size - 1)
+    high = (low + 1).clamp(max=size - 1)
+    frac = points - low
+    weights = torch.cat([(1 - frac) * inside, frac * inside], 1) / n
+    matrices = starts.new_zeros(len(starts), output_size, size)
+    rows = torch.arange(output_size, device=starts.device).repeat_interleave(n).repeat(2)  # the bin of each point
+    flat = matrices.view(len(starts), output_size * size)
+    flat.scatter_add_(1, rows[None] * size + torch.cat([low, high], 1), weights)
+    return matrices
+
+
 def warp_regions(images: Tensor, boxes: list[Tensor], output_size: int, sampling_ratio: int = 2,
                  ops: str = "lecture_lib") -> Tensor:
     """Crop every box out of its image and resize it to ``output_size x output_size``.
 
     R-CNN's "warp": anisotropic scaling to the CNN's input size, whatever the box's aspect ratio.
-    Implemented as RoI align on the image itself (``spatial_scale = 1``, ``aligned=True``): with
-    ``sampling_ratio = 1`` it is exactly bilinear resizing (``F.interpolate(mode="bilinear")``
-    of the crop); the default 2 averages 2 x 2 bilinear samples per output pixel, which blurs a
-    little and aliases less when a large proposal shrinks.
+    It is RoI align on the image itself (``spatial_scale = 1``, ``aligned=True``): with
+    ``sampling_ratio = 1`` exactly bilinear resizing (``F.interpolate(mode="bilinear")`` of the
+    crop); the default 2 averages 2 x 2 bilinear samples per output pixel, which blurs a little
+    and aliases less when a large proposal shrinks.
+
+    With ``ops="lecture_lib"`` it is computed the way resizing usually is: bilinear sampling is
+    *separable* (a linear interpolation along y of linear interpolations along x), so each crop is
+    ``R_y @ image @ R_x.T`` with one small interpolation matrix per region and axis
+    (:func:`_interpolation_matrices`): matrix products instead of gathering four pixels per
+    sample point, which is what ``lecture_lib.roi.roi_align`` does for feature maps
+    (same result, to float rounding; tested against ``torchvision.ops.roi_align``). Like RoI
+    align, it is differentiable with respect to the images, not the boxes.
 
     Args:
         images (Tensor[B, C, H, W]): the images.
         boxes (list of B Tensor[L_i, 4]): boxes of image i in pixel coordinates.
         output_size: side of the warped crops.
-        sampling_ratio: bilinear samples per output pixel in each direction.
-        ops: where RoI align comes from (:func:`detection_ops`).
+        sampling_ratio: bilinear samples per output pixel in each direction (>= 1).
+        ops: ``"lecture_lib"`` (the separable resampling above) or ``"torchvision"``
+            (``torchvision.ops.roi_align``), see :func:`detection_ops`.
 
     Returns:
         Tensor[sum L_i, C, output_size, output_size]: the crops, image by image.
     """
     check_positive_int(output_size, "output_size")
-    roi_align = detection_ops(ops).roi_align
-    if not isinstance(boxes, (list, tuple)) or not isinstance(images, Tensor) or len(boxes) != images.shape[0]:
-        raise ValueError(f"boxes must be a list with one Tensor[L, 4] per image "
-                         f"({images.shape[0] if isinstance(images, Tensor) else '?'}), got {type(boxes).__name__}"
-                         f"{'' if not isinstance(boxes, (list, tuple)) else f' of length {len(boxes)}'}")
-    boxes = [b.to(images.dtype) for b in boxes]
-    return roi_align(images, boxes, output_size, spatial_scale=1.0, sampling_ratio=sampling_ratio, aligned=True)
+    check_positive_int(sampling_ratio, "sampling_ratio")
+    kernels = detection_ops(ops)
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
+        shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a floating point Tensor[B, C, H, W], got {shape}")
+    if not isinstance(boxes, (list, tuple)) or len(boxes) != images.shape[0]:
+        length = f" of length {len(boxes)}" if isinstance(boxes, (list, tuple)) else ""
+        raise ValueError(f"boxes must be a list with one Tensor[L, 4] per image ({images.shape[0]}), "
+                         f"got {type(boxes).__name__}{length}")
+    for b in boxes:
+        check_boxes(b, "boxes")
+    boxes = [b.detach().to(images.dtype) for b in boxes]
+    if ops != "lecture_lib":
+        return kernels.roi_align(images, boxes, output_size, spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                                 aligned=True)
+    channels, height, width = images.shape[1:]
+    crops = []
+    for image, image_boxes in zip(images, boxes):
+        columns = image.permute(1, 0, 2).reshape(height, channels * width)  # [H, C * W]: rows of the image
+        # a few hundred regions at a time: the intermediate [k, out, C, W] stays small
+        for part in image_boxes.split(max(1, 2 ** 22 // (channels * output_size * width))):
+            k = len(part)
+            rows = _interpolation_matrices(part[:, 1], part[:, 3] - part[:, 1], output_size, sampling_ratio, height)
+            cols = _interpolation_matrices(part[:, 0], part[:, 2] - part[:, 0], output_size, sampling_ratio, width)
+            # along y for all regions in one product, then along x region by region
+            along_y = (rows.reshape(k * output_size, height) @ columns).reshape(k, output_size * channels, width)
+            crop = torch.bmm(along_y, cols.transpose(1, 2)).reshape(k, output_size, channels, output_size)
+            crops.append(crop.permute(0, 2, 1, 3))  # [k, C, out, out]
+    if not crops:
+        return images.new_zeros(0, channels, output_size, output_size)
+    return torch.cat(crops)
 
 
 @dataclass
@@ -138,8 +203,13 @@ class RCNN(nn.Module):
         self.predictor = BoxPredictor(config.hidden, config.num_classes)
 
     def classify_crops(self, crops: Tensor) -> tuple[Tensor, Tensor]:
-        """The CNN on warped crops Tensor[K, 3, s, s] -> (class_logits [K, C], box_deltas [K, 4 C])."""
-        return self.predictor(self.fc(self.features(crops)))
+        """The CNN on warped crops Tensor[K, 3, s, s] -> (class_logits [K, C], box_deltas [K, 4 C]).
+
+        The crops go through the CNN in channels-last memory layout (the same tensor, the channels
+        of a pixel stored side by side): PyTorch's CPU convolution and max pooling run it about
+        twice as fast on these many small crops (the results agree to float rounding).
+        """
+        return self.predictor(self.fc(self.features(crops.contiguous(memory_format=torch.channels_last))))
 
     def forward(self, images: Tensor, targets: list[dict] | None = None,
                 proposals: list[Tensor] | None = None):
