@@ -69,8 +69,13 @@ postgresql:
 
 setup: $(STAMP)
 
+# Pages execute two at a time, one thread each, into the build's cache (scripts/execute_book.py);
+# the build then renders them from the cache (and would execute, with one thread too, any page
+# missing there). One thread on every build: full mode's numbers do not depend on the jobs.
+BOOK_JOBS ?= 2
 book: setup
-	$(JB) build --all -n --keep-going .
+	$(BIN)/python scripts/execute_book.py --jobs $(BOOK_JOBS)
+	LECTURE_THREADS=1 OMP_NUM_THREADS=1 $(JB) build --all -n --keep-going .
 	@echo
 	@echo "The book is in $(CURDIR)/_build/html - open file://$(CURDIR)/_build/html/index.html"
 
