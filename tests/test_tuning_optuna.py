@@ -163,3 +163,33 @@ def test_parallel_workers_share_one_study(tmp_path):
     finished = [t for t in result.trials if t["status"] in ("ok", "diverged", "pruned")]
     assert len(finished) == 6  # exactly: a worker waits for the other's last trial instead of starting one
     assert len({(t["params"]["lr"], t["params"]["reg"]) for t in result.trials}) == len(result.trials)
+
+
+def test_surplus_trials_are_not_logged_as_failures():
+    """A trial given up as surplus (two workers asked for the last one) leaves no warning and no
+    traceback on the page; any other failed trial is still logged by optuna."""
+    import logging
+
+    from optuna.study import _optimize
+
+    from lecture_lib.tuning.optuna import _quiet_surplus, _Surplus
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    parent = logging.getLogger("optuna")
+    parent.addHandler(handler)
+    try:
+        _quiet_surplus()
+        _quiet_surplus()  # idempotent: one filter
+        assert sum(type(f).__name__ == "_QuietSurplus" for f in logging.getLogger("optuna.study._optimize").filters) == 1
+        for number, error in ((30, _Surplus("trial 30: the study already has 30 trials")), (31, ValueError("boom"))):
+            try:
+                raise error
+            except Exception as exc:  # as optuna logs it: the message with the traceback, then the value
+                _optimize._log_failed_trial(number, {}, repr(exc), exc_info=(type(exc), exc, exc.__traceback__))
+    finally:
+        parent.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert not any("Trial 30" in m for m in messages), messages
+    assert sum("Trial 31 failed" in m for m in messages) == 2, messages

@@ -21,6 +21,7 @@ trials. Workers stop at exactly ``n_trials``: see ``run_trials``.
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import re
@@ -181,10 +182,34 @@ class _Surplus(Exception):
     """Two workers asked for the last trial at the same moment: the later one gives it up."""
 
 
+class _QuietSurplus(logging.Filter):
+    """Drops optuna's two "Trial N failed" warnings (one with a traceback) for a trial given up as
+    :class:`_Surplus`: that is the protocol working, not an error, and a page should not show it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        number = re.match(r"Trial (\d+) failed", message)
+        if number and "_Surplus(" in message:
+            self.numbers.add(number.group(1))
+            return False
+        return not (number and number.group(1) in self.numbers and "failed with value" in message)
+
+
+def _quiet_surplus() -> None:
+    logger = logging.getLogger("optuna.study._optimize")  # the module that logs failed trials
+    if not any(isinstance(f, _QuietSurplus) for f in logger.filters):
+        logger.addFilter(_QuietSurplus())
+
+
 def _optuna_objective(objective: Callable, space: Mapping[str, Any], n_trials: int, since: datetime.datetime):
     import optuna
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    _quiet_surplus()
 
     def run(trial):
         trial.set_user_attr("worker", worker)  # which machine and process ran it (shown by the dashboard)
