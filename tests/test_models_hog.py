@@ -7,8 +7,8 @@ from skimage.feature import hog
 
 from lecture_lib.data.shapes import ShapesDataset
 from lecture_lib.metrics.detection import mean_average_precision
-from lecture_lib.models.hog import (HogConfig, HogDetector, dense_windows, feature_pyramid, hog_features, inner_boxes,
-                                   window_boxes, window_features)
+from lecture_lib.models.hog import (HogConfig, HogDetector, dense_windows, feature_pyramid, hog_blocks, hog_features,
+                                   inner_boxes, window_boxes, window_features)
 
 
 def _skimage_hog(crop: torch.Tensor, config: HogConfig) -> np.ndarray:
@@ -41,6 +41,30 @@ def test_hog_features_equal_skimage():
         np.testing.assert_allclose(row, _skimage_hog(crop, config))
     with pytest.raises(ValueError, match=r"crops must have shape \[N, 3, 24, 24\]"):
         hog_features(torch.rand(2, 3, 20, 20), config)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hog_blocks_equal_skimage(seed):
+    """Our vectorised HoG is skimage's: random sizes (not multiples of the cell), cells, blocks
+    and bins, on noise and on flat-coloured images (exact 0, 45, 90 degree gradients, bin edges)."""
+    rng = np.random.default_rng(seed)
+    cell = int(rng.choice([3, 4, 5]))
+    config = HogConfig(window=3 * cell, cell=cell, block=int(rng.choice([1, 2, 3])),
+                       orientations=int(rng.choice([7, 9, 12])))
+    height, width = rng.integers(config.cell * config.block, 70, size=2)
+    images = rng.random((3, height, width, 3))
+    images[1] = np.round(images[1] * 3) / 3  # flat regions and exactly horizontal / vertical edges
+    images[2] = 0.5  # no gradient at all
+    batch = hog_blocks(images, config)
+    for image, blocks in zip(images, batch):
+        expected = hog(image, orientations=config.orientations, pixels_per_cell=(config.cell, config.cell),
+                       cells_per_block=(config.block, config.block), block_norm="L2-Hys", channel_axis=-1,
+                       feature_vector=False)
+        assert blocks.shape == expected.shape
+        np.testing.assert_allclose(blocks, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hog_blocks(images[0], config), batch[0])  # one image = a batch of one
+    with pytest.raises(ValueError, match="images must be at least"):
+        hog_blocks(np.zeros((config.cell * config.block - 1, 40, 3)), config)
 
 
 def test_dense_window_is_the_hog_of_its_crop():
