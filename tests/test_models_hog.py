@@ -143,3 +143,17 @@ def test_detector_errors():
         detector.fit([])
     with pytest.raises(ValueError, match=r"image must be a Tensor\[3, H, W\]"):
         dense_windows(torch.rand(64, 64), HogConfig())
+
+
+def test_hard_negative_mining_stops_when_a_round_finds_nothing_new(monkeypatch):
+    """Every refit of the SVM has new hard negatives; once a round finds none, training stops
+    (a refit on the same data would give the same SVM)."""
+    from sklearn.svm import LinearSVC
+
+    sizes = []
+    fit = LinearSVC.fit
+    monkeypatch.setattr(LinearSVC, "fit", lambda self, x, y: (sizes.append(len(x)), fit(self, x, y))[1])
+    train = ShapesDataset(20, image_size=64, n_objects=(1, 3), split="train", task="detection")
+    HogDetector(HogConfig(hard_negative_rounds=8, negatives_per_image=1)).fit(train)  # round 1 finds some
+    assert 2 <= len(sizes) < 9, sizes
+    assert all(before < after for before, after in zip(sizes, sizes[1:])), sizes

@@ -359,7 +359,8 @@ class HogDetector:
         background windows (inner box IoU < 0.3 with every object); ``negatives_per_image`` of
         them train the first SVM, and each round adds the ``hard_negatives_per_image`` that the
         current SVM scores highest as an object (data mining over a cache of negatives, as DPM's
-        training does, instead of rescanning every image).
+        training does, instead of rescanning every image). A round that finds no new hard
+        negative ends the mining: retraining would fit the same data.
         """
         from sklearn.linear_model import Ridge
         from sklearn.svm import LinearSVC
@@ -392,14 +393,18 @@ class HogDetector:
             self.classifier = LinearSVC(C=cfg.C, dual="auto", tol=1e-3, max_iter=5000, random_state=cfg.seed).fit(x, y)
             if round_ == cfg.hard_negative_rounds or cfg.hard_negatives_per_image == 0:
                 break
-            for k, pool in enumerate(pools):  # the background windows the SVM now takes for objects
-                unused = np.setdiff1d(np.arange(len(pool)), used[k])
-                if len(unused) == 0:
-                    continue
-                scores = self.classifier.decision_function(pool[unused])
-                wrong = scores.argmax(1) != 0  # column 0 is the background class
-                most_confident = np.argsort(-scores[wrong].max(1))
-                used[k] = np.concatenate([used[k], unused[wrong][most_confident][: cfg.hard_negatives_per_image]])
+            # the background windows the SVM now takes for objects, scored in one call for all images
+            unused = [np.setdiff1d(np.arange(len(pool)), u) for pool, u in zip(pools, used)]
+            scores = self.classifier.decision_function(np.concatenate([pool[u] for pool, u in zip(pools, unused)]))
+            found = 0
+            for k, part in enumerate(np.split(scores, np.cumsum([len(u) for u in unused])[:-1])):
+                wrong = part.argmax(1) != 0  # column 0 is the background class
+                most_confident = np.argsort(-part[wrong].max(1), kind="stable")
+                hard = unused[k][wrong][most_confident][: cfg.hard_negatives_per_image]
+                used[k] = np.concatenate([used[k], hard])
+                found += len(hard)
+            if found == 0:  # no new hard negative: another round would fit the same data again
+                break
         self.box_predictor = Ridge(alpha=cfg.ridge_alpha).fit(positives, np.concatenate(pos_targets))
         return self
 
