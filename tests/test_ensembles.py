@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lecture_lib.ensembles import (Ensemble, SnapshotCallback, average_models, average_predictions,
                                    average_state_dicts, cosine_restart_lr, cosine_restart_scheduler,
-                                   majority_vote, predict_logits, recompute_bn_statistics, small_cnn,
+                                   fold_batch_norm, majority_vote, predict_logits, recompute_bn_statistics, small_cnn,
                                    train_snapshot_ensemble, train_true_ensemble)
 from lecture_lib.layers import BatchNorm2d
 from lecture_lib.train import evaluate
@@ -195,6 +195,58 @@ def test_recompute_bn_statistics_handles_our_batchnorm():
     update_bn(loader, ref)
     for key, value in ref.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[key], value, msg=key)
+
+
+# --- fast prediction: BatchNorm folded into the convolutions ------------------------------------
+
+
+def _trained_looking_cnn(seed=0):
+    # small_cnn with BatchNorm statistics and affine parameters far from their initial 0 / 1
+    torch.manual_seed(seed)
+    model = small_cnn(width=4, num_classes=3)
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.running_mean.normal_()
+            layer.running_var.uniform_(0.2, 3.0)
+            layer.weight.data.normal_()
+            layer.bias.data.normal_()
+    return model
+
+
+def test_fold_batch_norm_equals_the_model_in_eval_mode():
+    model = _trained_looking_cnn().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(20, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 4  # the model keeps its own
+    assert model.training and not folded.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fold_batch_norm_leaves_other_layers_alone():
+    # BatchNorm not directly after a convolution (here after a ReLU) cannot be folded into it
+    model = nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU(), nn.BatchNorm2d(3)).eval()
+    folded = fold_batch_norm(model)
+    assert [type(m) for m in folded] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d]
+
+
+def test_predict_logits_equals_each_model_in_eval_mode():
+    models = [_trained_looking_cnn(seed).train() for seed in range(3)]
+    loader = DataLoader(_toy_loader(40, seed=5).dataset, batch_size=16)
+    logits, targets = predict_logits(models, loader)
+    x, y = loader.dataset.tensors
+    assert torch.equal(targets, y) and all(m.training for m in models)  # models are not changed
+    with torch.no_grad():
+        expected = torch.stack([m.eval()(x) for m in models])
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least one model"):
+        predict_logits([], loader)
+    with pytest.raises(ValueError, match="no batches"):
+        predict_logits(models, [])
 
 
 # --- cosine restarts ---------------------------------------------------------------------------

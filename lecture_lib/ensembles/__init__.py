@@ -34,7 +34,7 @@ from lecture_lib.ensembles.experiment import (LECTURE_TABLE, EnsembleExperiment,
 from lecture_lib.ensembles.snapshots import SnapshotCallback, cosine_restart_lr, cosine_restart_scheduler
 from lecture_lib.ensembles.stored import (ENSEMBLES_STORED, SMALL_BN_IMAGES, ensemble_test_loaders, ensemble_train_loader,
                                           ensembles_recipe)
-from lecture_lib.ensembles.training import (Ensemble, predict_logits, small_cnn, train_snapshot_ensemble,
+from lecture_lib.ensembles.training import (Ensemble, fold_batch_norm, predict_logits, small_cnn, train_snapshot_ensemble,
                                             train_true_ensemble)
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "SnapshotCallback",
     "Ensemble",
     "predict_logits",
+    "fold_batch_norm",
     "train_true_ensemble",
     "train_snapshot_ensemble",
     "small_cnn",
