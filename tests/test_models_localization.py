@@ -65,6 +65,19 @@ def test_dataset_bad_input():
         MultiObjectDataset(4, max_objects=2, n_objects=(1, 3))
 
 
+@pytest.mark.parametrize("make", [lambda: SingleObjectDataset(3, image_size=16),
+                                  lambda: MultiObjectDataset(3, max_objects=2, image_size=16)])
+def test_items_are_kept_and_indexed_like_a_sequence(make):
+    data = make()
+    first = data[0]
+    assert data[0] is first  # built once, then kept
+    image = data[-1][0]
+    assert torch.equal(image, data[2][0]) and not torch.equal(image, first[0])
+    for index in (3, -4):
+        with pytest.raises(IndexError, match=f"index {index} out of range for a data set of 3 images"):
+            data[index]
+
+
 # --- heads and losses ---------------------------------------------------------------------
 
 

@@ -31,6 +31,12 @@ def _scale(image_size: tuple[int, int], like: Tensor) -> Tensor:
     return torch.tensor([width, height, width, height], dtype=like.dtype, device=like.device)
 
 
+def _item_index(index: int, n_images: int) -> int:
+    if not -n_images <= index < n_images:
+        raise IndexError(f"index {index} out of range for a data set of {n_images} images")
+    return index % n_images
+
+
 def normalize_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     """Pixel boxes ``Tensor[..., 4]`` -> fractions of ``image_size = (height, width)``."""
     return boxes / _scale(image_size, boxes)
@@ -60,11 +66,20 @@ class SingleObjectDataset(Dataset):
         self.scenes = ShapesDataset(n_images, image_size=image_size, n_objects=1, seed=seed,
                                     split=split, task="detection", **scene_kwargs)
         self.image_size = self.scenes.image_size
+        # items are built once and kept (the scenes are, too): an epoch then costs no Python
+        # work per image beyond the DataLoader's collation
+        self._items: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, index: int):
+        index = _item_index(index, len(self))
+        if index not in self._items:
+            self._items[index] = self._item(index)
+        return self._items[index]
+
+    def _item(self, index: int):
         image, target = self.scenes[index]
         # ShapesDataset never returns fewer objects than n_objects = 1 (an object that would be
         # hidden is redrawn), so there is always exactly one box.
@@ -104,11 +119,18 @@ class MultiObjectDataset(Dataset):
             raise ValueError(f"n_objects must not exceed max_objects = {max_objects}, got {n_objects!r}")
         self.max_objects = max_objects
         self.image_size = self.scenes.image_size
+        self._items: dict[int, tuple] = {}  # built once and kept, as in SingleObjectDataset
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, index: int):
+        index = _item_index(index, len(self))
+        if index not in self._items:
+            self._items[index] = self._item(index)
+        return self._items[index]
+
+    def _item(self, index: int):
         image, target = self.scenes[index]
         boxes = normalize_boxes(target["boxes"], self.image_size)
         # A fixed set of outputs needs a rule saying which object goes to which slot: left to right.

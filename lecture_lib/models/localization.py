@@ -96,6 +96,13 @@ def _check_images(images, in_channels: int) -> None:
         raise ValueError(f"images must have shape [N, {in_channels}, H, W], got {shape}")
 
 
+def _channels_last(images: Tensor) -> Tensor:
+    # The same images in NHWC memory order (the tensor's shape and values do not change): the
+    # backbone's convolutions, BatchNorm and max pooling then run in channels-last format, about
+    # 1.6x faster to train on a CPU (oneDNN's NHWC kernels; PyTorch's NCHW max pooling is slow).
+    return images.contiguous(memory_format=torch.channels_last)
+
+
 def select_class_boxes(boxes: Tensor, labels: Tensor) -> Tensor:
     """Pick each sample's box of class ``labels[i]`` from a per-class head.
 
@@ -130,7 +137,7 @@ class Localizer(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         _check_images(images, self.config.in_channels)
-        shared = self.features(images)
+        shared = self.features(_channels_last(images))
         boxes = self.box_regressor(shared)
         if self.config.head == "per_class":
             boxes = boxes.view(-1, self.config.num_classes, 4)
@@ -267,7 +274,7 @@ class MultiObjectLocalizer(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         _check_images(images, self.config.in_channels)
-        shared = self.features(images)
+        shared = self.features(_channels_last(images))
         k, c = self.config.max_objects, self.config.num_classes
         class_logits = self.classifier(shared).view(-1, k, c).transpose(1, 2)
         return class_logits, self.box_regressor(shared).view(-1, k, 4)
