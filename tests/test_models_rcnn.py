@@ -79,3 +79,25 @@ def test_channels_last_cnn_gives_the_plain_result():
         plain = model.predictor(model.fc(model.features(crops.contiguous())))
     torch.testing.assert_close(logits, plain[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(deltas, plain[1], rtol=1e-5, atol=1e-6)
+
+
+# --- the stored R-CNN's recipe ("rcnn_shapes") ----------------------------------------------------
+
+def test_recipe_scores_the_stored_model_on_the_first_test_scenes():
+    from lecture_lib.data.shapes import ShapesDataset
+    from lecture_lib.models.rcnn import RCNN_DATA, evaluate_rcnn, rcnn_recipe, rcnn_scenes
+    from lecture_lib.weights import load
+
+    scenes = rcnn_scenes("test", 3)
+    page = ShapesDataset(3, image_size=64, n_objects=(1, 3), split="test", task="detection")
+    for (image, target), (expected, expected_target) in zip(scenes, page):
+        torch.testing.assert_close(image, expected)
+        torch.testing.assert_close(target["boxes"], expected_target["boxes"])
+    recipe = rcnn_recipe()
+    model = recipe.build()
+    assert model.config.batch_size_per_image == RCNN_DATA["batch_size_per_image"]
+    untrained = evaluate_rcnn(model, n_images=8)
+    load("rcnn_shapes", model)
+    trained = evaluate_rcnn(model, n_images=8)
+    assert trained["images"] == 8 and set(trained) == {"voc_map_50", "coco_map", "images"}
+    assert untrained["voc_map_50"] < 0.05 < 0.3 < trained["voc_map_50"], (untrained, trained)

@@ -12,4 +12,5 @@ RECIPES: dict[str, str] = {
     "segmenters_scenes": "lecture_lib.train.segmenter_scenes:scene_segmenters_recipe",
     "faster_rcnn_scenes": "lecture_lib.models.faster_rcnn:faster_rcnn_recipe",
     "mask_rcnn_scenes": "lecture_lib.models.mask_rcnn:mask_rcnn_recipe",
+    "rcnn_shapes": "lecture_lib.models.rcnn:rcnn_recipe",
 }
