@@ -242,19 +242,18 @@ class RCNN(nn.Module):
 
 # --- the chapter's stored R-CNN: lecture_lib.weights recipe "rcnn_shapes" ------------------------
 
-#: The R-CNN of the page "Sliding windows, region proposals and R-CNN": its 64-pixel scenes
-#: (``ShapesDataset``, one to three shapes), the training (Adam, batches of 8 shuffled scenes,
-#: 32 sampled windows per scene) and the held-out test scenes of its results table.
-RCNN_DATA = {"image_size": 64, "n_objects": (1, 3), "seed": 0, "n_train": 400, "n_test": 100,
+#: The R-CNN of the page "Sliding windows, region proposals and R-CNN": its scenes
+#: (``preset_dataset("scenes64")``: 64 x 64, one to three shapes), the training (Adam, batches of
+#: 8 shuffled scenes, 32 sampled windows per scene) and the held-out test scenes of its results table.
+RCNN_DATA = {"preset": "scenes64", "seed": 0, "n_train": 400, "n_test": 100,
              "epochs": 20, "batch_size": 8, "lr": 3e-3, "batch_size_per_image": 32}
 
 
 def rcnn_scenes(split: str, n_images: int):
-    """The page's scenes: ``ShapesDataset(n_images, 64, n_objects=(1, 3), split=split, task="detection")``."""
-    from lecture_lib.data.shapes import ShapesDataset
+    """The page's scenes: ``preset_dataset("scenes64", n_images, split=split, task="detection")``."""
+    from lecture_lib.data.shapes import preset_dataset
 
-    return ShapesDataset(n_images, image_size=RCNN_DATA["image_size"], n_objects=RCNN_DATA["n_objects"],
-                         seed=RCNN_DATA["seed"], split=split, task="detection")
+    return preset_dataset(RCNN_DATA["preset"], n_images, seed=RCNN_DATA["seed"], split=split, task="detection")
 
 
 def train_rcnn(model: RCNN, seed: int = 0, scenes=None, epochs: int | None = None, progress: bool = False):
