@@ -15,12 +15,13 @@ def _random_boxes(n, height, width, generator):
     return torch.cat([xy, xy + wh], 1)
 
 
-@pytest.mark.parametrize("sampling_ratio", [1, 2, 3])
+@pytest.mark.parametrize("sampling_ratio", [1, 2, 3, 0, -1])  # <= 0: adaptive
 @pytest.mark.parametrize("output_size", [5, 16])
 def test_warp_equals_torchvision_roi_align(sampling_ratio, output_size):
-    generator = torch.Generator().manual_seed(sampling_ratio * 100 + output_size)
+    generator = torch.Generator().manual_seed((sampling_ratio + 2) * 100 + output_size)
     images = torch.rand(3, 3, 20, 27, dtype=torch.float64, generator=generator)
-    boxes = [_random_boxes(40, 20, 27, generator), torch.empty(0, 4, dtype=torch.float64),
+    flat = torch.tensor([[3.0, 4.0, 3.0, 9.0], [2.0, 5.0, 8.0, 5.0]], dtype=torch.float64)  # zero width / height
+    boxes = [torch.cat([_random_boxes(38, 20, 27, generator), flat]), torch.empty(0, 4, dtype=torch.float64),
              _random_boxes(7, 20, 27, generator)]
     ours = warp_regions(images, boxes, output_size, sampling_ratio)
     expected = roi_align(images, boxes, output_size, spatial_scale=1.0, sampling_ratio=sampling_ratio, aligned=True)
@@ -59,8 +60,8 @@ def test_warp_float32_sliding_windows():
 def test_warp_rejects_bad_input():
     image = torch.rand(1, 3, 8, 8)
     box = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
-    with pytest.raises(ValueError, match="sampling_ratio must be a positive int"):
-        warp_regions(image, [box], 4, sampling_ratio=0)
+    with pytest.raises(TypeError, match="sampling_ratio must be an int"):
+        warp_regions(image, [box], 4, sampling_ratio=1.5)
     with pytest.raises(ValueError, match=r"images must be a floating point Tensor\[B, C, H, W\], got \[3, 8, 8\]"):
         warp_regions(image[0], [box], 4)
     with pytest.raises(ValueError, match="x1 <= x2"):

@@ -39,7 +39,6 @@ from torch import Tensor
 from lecture_lib.boxes import box_iou, clip_boxes_to_image, decode_boxes, encode_boxes
 from lecture_lib.checks import check_positive_int
 from lecture_lib.nms import batched_nms
-from lecture_lib.roi import roi_align
 
 __all__ = ["HogConfig", "hog_blocks", "hog_features", "feature_pyramid", "window_boxes", "dense_windows",
            "window_features", "inner_boxes", "HogDetector"]
@@ -213,17 +212,22 @@ class PyramidLevel:
 def feature_pyramid(image: Tensor, config: HogConfig) -> list[PyramidLevel]:
     """HoG blocks of the image at every scale of ``config.scales`` (levels smaller than a window are skipped)."""
     _check_image(image)
+    return [PyramidLevel(level.scale, level.size, level.blocks[0]) for level in _pyramids(image[None], config)]
+
+
+def _pyramids(images: Tensor, config: HogConfig) -> list[PyramidLevel]:
+    """:func:`feature_pyramid` of a batch ``Tensor[B, 3, H, W]``: each level's blocks have a leading B."""
     levels = []
-    height, width = image.shape[1:]
+    height, width = images.shape[-2:]
     for scale in config.scales:
         size = (round(height * scale), round(width * scale))
         if min(size) < config.window:
             continue
-        resized = image[None].float()
+        resized = images.float()
         if size != (height, width):
             resized = F.interpolate(resized, size=size, mode="bilinear", align_corners=False,
                                     antialias=scale < 1)
-        pixels = resized[0].clamp(0, 1).permute(1, 2, 0).double().cpu().numpy()
+        pixels = resized.clamp(0, 1).permute(0, 2, 3, 1).double().cpu().numpy()
         levels.append(PyramidLevel(scale, size, hog_blocks(pixels, config)))
     return levels
 
@@ -263,17 +267,35 @@ def dense_windows(image: Tensor, config: HogConfig) -> tuple[np.ndarray, Tensor]
     Returns:
         ``(features np.ndarray[M, D], boxes Tensor[M, 4])``: ``M`` windows over all levels.
     """
-    nb = config.blocks_per_window
-    features = []
-    for level in feature_pyramid(image, config):
-        rows, cols = level.blocks.shape[0] - nb + 1, level.blocks.shape[1] - nb + 1
-        # [rows, cols, b, b, o, nb, nb] -> [rows, cols, nb, nb, b, b, o]: the order of a crop's hog vector
-        view = np.lib.stride_tricks.sliding_window_view(level.blocks, (nb, nb), axis=(0, 1))
-        features.append(view.transpose(0, 1, 5, 6, 2, 3, 4).reshape(rows * cols, -1))
+    _check_image(image)
     boxes = window_boxes(tuple(image.shape[1:]), config)
-    if not features:
-        return np.empty((0, config.num_features)), boxes
-    return np.concatenate(features), boxes
+    return _dense_features(image[None], [np.arange(len(boxes))], config)[0], boxes
+
+
+def _dense_features(images: Tensor, selected: list[np.ndarray], config: HogConfig) -> list[np.ndarray]:
+    """HoG vectors of some of the dense windows of each image of a batch ``Tensor[B, 3, H, W]``.
+
+    ``selected[i]`` holds indices into image i's windows (the order of :func:`window_boxes`);
+    returns one ``np.ndarray[len(selected[i]), D]`` per image, rows in that order. A window is a
+    slice of its level's blocks, copied only when it is selected.
+    """
+    nb = config.blocks_per_window
+    image_index = np.concatenate([np.full(len(s), i) for i, s in enumerate(selected)]).astype(np.int64)
+    window_index = np.concatenate([np.asarray(s, dtype=np.int64) for s in selected])
+    out = np.empty((len(window_index), config.num_features))
+    offset = 0
+    for level in _pyramids(images, config):
+        rows, cols = level.blocks.shape[1] - nb + 1, level.blocks.shape[2] - nb + 1
+        # [B, rows, cols, b, b, o, nb, nb] -> [B, rows, cols, nb, nb, b, b, o]: the order of a crop's hog vector
+        view = np.lib.stride_tricks.sliding_window_view(level.blocks, (nb, nb), axis=(1, 2))
+        view = view.transpose(0, 1, 2, 6, 7, 3, 4, 5)
+        here = (window_index >= offset) & (window_index < offset + rows * cols)
+        local = window_index[here] - offset
+        out[here] = view[image_index[here], local // cols, local % cols].reshape(-1, config.num_features)
+        offset += rows * cols
+    if len(window_index) and window_index.max() >= offset:
+        raise ValueError(f"selected windows must be < {offset} (the windows of an image), got {window_index.max()}")
+    return np.split(out, np.cumsum([len(s) for s in selected])[:-1])
 
 
 def inner_boxes(windows: Tensor, config: HogConfig) -> Tensor:
@@ -290,16 +312,22 @@ def _windows_around(boxes: Tensor, config: HogConfig) -> Tensor:
     return torch.cat([centre - half, centre + half], 1)
 
 
-def _crop(image: Tensor, windows: Tensor, config: HogConfig, context: int = 0) -> Tensor:
-    """Resample each window of the image to ``window x window`` pixels (bilinear, RoI Align), with
-    ``context`` extra pixels (at that resolution) on each side."""
+def _crop(images: Tensor, windows: list[Tensor], config: HogConfig, context: int = 0) -> Tensor:
+    """Resample each window of each image of a batch ``Tensor[B, 3, H, W]`` (``windows[i]``: image
+    i's) to ``window x window`` pixels, with ``context`` extra pixels (at that resolution) on each
+    side; returns ``Tensor[sum M_i, 3, size, size]``, image by image.
+
+    Bilinear, as RoI align on the image (R-CNN's warp, ``lecture_lib.models.rcnn.warp_regions``),
+    with adaptive sampling: one sample per output pixel at scale 1 (an exact copy), more when shrinking.
+    """
+    from lecture_lib.models.rcnn import warp_regions
+
     size = config.window + 2 * context
-    if len(windows) == 0:
-        return image.new_zeros(0, 3, size, size)
-    pad = (windows[:, 2:] - windows[:, :2]) * (context / config.window)
-    grown = torch.cat([windows[:, :2] - pad, windows[:, 2:] + pad], 1)
-    # adaptive sampling: one sample per output pixel at scale 1 (an exact copy), more when shrinking
-    return roi_align(image[None].float(), [grown.float()], size, sampling_ratio=-1, aligned=True).clamp(0, 1)
+    grown = []
+    for w in windows:
+        pad = (w[:, 2:] - w[:, :2]) * (context / config.window)
+        grown.append(torch.cat([w[:, :2] - pad, w[:, 2:] + pad], 1).float())
+    return warp_regions(images.float(), grown, size, sampling_ratio=-1).clamp(0, 1)
 
 
 def window_features(image: Tensor, windows: Tensor, config: HogConfig) -> np.ndarray:
@@ -318,7 +346,12 @@ def window_features(image: Tensor, windows: Tensor, config: HogConfig) -> np.nda
         np.ndarray[M, config.num_features].
     """
     _check_image(image)
-    crops = _crop(image, windows, config, context=config.cell)
+    return _window_features(image[None], [windows], config)
+
+
+def _window_features(images: Tensor, windows: list[Tensor], config: HogConfig) -> np.ndarray:
+    """:func:`window_features` of a batch: ``windows[i]`` of image i, all rows image by image."""
+    crops = _crop(images, windows, config, context=config.cell)
     nb = config.blocks_per_window
     pixels = crops.permute(0, 2, 3, 1).double().cpu().numpy()
     return hog_blocks(pixels, config)[:, 1 : 1 + nb, 1 : 1 + nb].reshape(len(pixels), config.num_features)
@@ -352,6 +385,14 @@ class HogDetector:
             owners.append(torch.arange(len(boxes)))
         return torch.cat(windows), torch.cat(owners)
 
+    def _add_features(self, images: list[Tensor], positive_windows: list[Tensor], background: list[np.ndarray],
+                      pos_features: list, pools: list) -> None:
+        """Features of a batch of same-sized training images: their positive windows, and their
+        chosen background windows as one float16 pool per image (memory)."""
+        stacked = torch.stack(images)
+        pos_features.append(_window_features(stacked, positive_windows, self.config))
+        pools += [features.astype(np.float16) for features in _dense_features(stacked, background, self.config)]
+
     def fit(self, dataset) -> "HogDetector":
         """Train the SVM (with ``hard_negative_rounds`` rounds of hard negatives) and the box predictor.
 
@@ -368,21 +409,31 @@ class HogDetector:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         pool_size = cfg.negatives_per_image + cfg.negative_cache_per_image
+        # Image by image, what needs no features: the windows around the objects and the random
+        # choice of background windows (by their geometry alone); then features for a batch of
+        # images at a time (one feature pyramid and one crop-and-HoG call per batch).
         pos_features, pos_labels, pos_targets, pools = [], [], [], []
+        batch, positive_windows, background = [], [], []
         for index in range(len(dataset)):
             image, target = dataset[index]
             _check_image(image)
+            if batch and (image.shape != batch[0].shape or len(batch) == 32):
+                self._add_features(batch, positive_windows, background, pos_features, pools)
+                batch, positive_windows, background = [], [], []
             boxes, labels = target["boxes"].float(), target["labels"].long()
             windows, owners = self._positives(image, boxes, rng)
-            pos_features.append(window_features(image, windows, cfg))
             pos_labels.append(labels[owners].numpy())
             pos_targets.append(encode_boxes(boxes[owners], inner_boxes(windows, cfg)).numpy())
-            features, windows = dense_windows(image, cfg)
+            dense = window_boxes(tuple(image.shape[1:]), cfg)
+            candidates = np.arange(len(dense))
             if len(boxes):
-                features = features[(box_iou(inner_boxes(windows, cfg), boxes).max(1).values < 0.3).numpy()]
-            pools.append(features[rng.permutation(len(features))[:pool_size]].astype(np.float16))  # memory
-        if not pools:
+                candidates = candidates[(box_iou(inner_boxes(dense, cfg), boxes).max(1).values < 0.3).numpy()]
+            batch.append(image)
+            positive_windows.append(windows)
+            background.append(candidates[rng.permutation(len(candidates))[:pool_size]])
+        if not batch:
             raise ValueError("dataset must hold at least one image")
+        self._add_features(batch, positive_windows, background, pos_features, pools)
         positives, labels = np.concatenate(pos_features), np.concatenate(pos_labels)
         self.num_classes = int(labels.max()) + 1
         used = [np.arange(min(cfg.negatives_per_image, len(pool))) for pool in pools]

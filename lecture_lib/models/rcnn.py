@@ -76,30 +76,38 @@ def _interpolation_matrices(starts: Tensor, lengths: Tensor, output_size: int, s
     """Per region, the ``[output_size, size]`` matrix that resamples a signal of ``size`` values
     along one axis as RoI align does (``aligned=True``, ``spatial_scale = 1``).
 
-    Output value ``i`` of region ``k`` averages ``sampling_ratio`` points spread evenly over its
-    bin, ``starts[k] - 0.5 + (i + (a + 0.5) / sampling_ratio) * lengths[k] / output_size``; each
-    point reads the signal by linear interpolation between its two neighbouring values, the
-    border value within one cell outside, 0 further out (RoI align's rule, ``lecture_lib.roi``).
+    Output value ``i`` of region ``k`` averages ``n`` points spread evenly over its bin,
+    ``starts[k] - 0.5 + (i + (a + 0.5) / n) * lengths[k] / output_size`` for ``a < n``, with
+    ``n = sampling_ratio``, or ``ceil(lengths[k] / output_size)`` when ``sampling_ratio <= 0``
+    (RoI align's adaptive rule: about one point per pixel); each point reads the signal by linear
+    interpolation between its two neighbouring values, the border value within one cell outside,
+    0 further out (RoI align's rule, ``lecture_lib.roi``).
 
     Args:
         starts, lengths (Tensor[K]): region start and length along the axis, in pixels.
 
     Returns:
-        Tensor[K, output_size, size]: at most ``2 * sampling_ratio`` non-zeros per row.
+        Tensor[K, output_size, size]: at most ``2 n`` non-zeros per row.
     """
-    n = sampling_ratio
-    steps = (torch.arange(output_size * n, dtype=starts.dtype, device=starts.device) + 0.5) / n  # in bins
-    points = (starts - 0.5)[:, None] + steps[None] * (lengths / output_size)[:, None]  # [K, out * n]
-    inside = ((points >= -1.0) & (points <= size)).to(starts.dtype)
+    if sampling_ratio > 0:
+        n = torch.full_like(lengths, sampling_ratio, dtype=torch.long)
+    else:
+        n = torch.ceil(lengths / output_size).long()
+    most = max(int(n.max()), 1) if len(n) else 1
+    count = n.clamp(min=1).to(starts.dtype)[:, None, None]
+    sample = torch.arange(most, dtype=starts.dtype, device=starts.device)
+    bins = torch.arange(output_size, dtype=starts.dtype, device=starts.device)
+    # points [K, output_size, most]: the samples of each bin, the unused ones (a >= n) weighted 0
+    points = (starts - 0.5)[:, None, None] + (bins[None, :, None] + (sample + 0.5) / count) \
+        * (lengths / output_size)[:, None, None]
+    inside = (points >= -1.0) & (points <= size) & (sample < n[:, None, None])
     points = points.clamp(0, size - 1)  # within one cell of the border: the border value
     low = points.floor().long().clamp(max=size - 1)
     high = (low + 1).clamp(max=size - 1)
     frac = points - low
-    weights = torch.cat([(1 - frac) * inside, frac * inside], 1) / n
+    weights = torch.cat([(1 - frac) * inside, frac * inside], 2) / count  # [K, output_size, 2 most]
     matrices = starts.new_zeros(len(starts), output_size, size)
-    rows = torch.arange(output_size, device=starts.device).repeat_interleave(n).repeat(2)  # the bin of each point
-    flat = matrices.view(len(starts), output_size * size)
-    flat.scatter_add_(1, rows[None] * size + torch.cat([low, high], 1), weights)
+    matrices.scatter_add_(2, torch.cat([low, high], 2), weights)
     return matrices
 
 
@@ -125,7 +133,8 @@ def warp_regions(images: Tensor, boxes: list[Tensor], output_size: int, sampling
         images (Tensor[B, C, H, W]): the images.
         boxes (list of B Tensor[L_i, 4]): boxes of image i in pixel coordinates.
         output_size: side of the warped crops.
-        sampling_ratio: bilinear samples per output pixel in each direction (>= 1).
+        sampling_ratio: bilinear samples per output pixel in each direction; ``<= 0``: adaptive,
+            ``ceil(box side / output_size)`` per box, as in RoI align.
         ops: ``"lecture_lib"`` (the separable resampling above) or ``"torchvision"``
             (``torchvision.ops.roi_align``), see :func:`detection_ops`.
 
@@ -133,7 +142,8 @@ def warp_regions(images: Tensor, boxes: list[Tensor], output_size: int, sampling
         Tensor[sum L_i, C, output_size, output_size]: the crops, image by image.
     """
     check_positive_int(output_size, "output_size")
-    check_positive_int(sampling_ratio, "sampling_ratio")
+    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
+        raise TypeError(f"sampling_ratio must be an int (<= 0: adaptive), got {sampling_ratio!r}")
     kernels = detection_ops(ops)
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
         shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
