@@ -39,23 +39,26 @@ def ensemble_train_loader(config: EnsembleExperiment = EnsembleExperiment()):
                       generator=torch.Generator().manual_seed(config.seed))
 
 
-# with a small test set (the check slice, quick mode) the BN statistics of parameter averages
-# are re-estimated on this many training images instead of the whole training set
+# The BatchNorm statistics of parameter averages are re-estimated with one pass over this many
+# training images (ShapeClassification("train", SMALL_BN_IMAGES), the images the page's short live
+# run trains on). Measured on the stored networks and the full test set: all 5 000 training
+# images give accuracies within 0.001 of these (0.104 / 0.590 / 0.714 against 0.104 / 0.591 /
+# 0.715) for five times the work.
 SMALL_BN_IMAGES = 1_000
 
 
 def ensemble_test_loaders(config: EnsembleExperiment = EnsembleExperiment(), n_test: int | None = None):
     """``(test_loader, bn_loader)``: the test images and the training images for BN re-estimation.
 
-    ``n_test=None``: the full ``config.n_test`` test images and the whole training set. Otherwise
-    a test set of ``n_test`` images (``ShapeClassification("test", n_test)``, a set of its own:
-    the images depend on the size) and :data:`SMALL_BN_IMAGES` training images -- cheap enough
-    for the stale test and quick mode.
+    ``n_test=None``: the full ``config.n_test`` test images; otherwise a test set of ``n_test``
+    images (``ShapeClassification("test", n_test)``, a set of its own: the images depend on the
+    size), cheap enough for the stale test and quick mode. BatchNorm statistics are re-estimated
+    on :data:`SMALL_BN_IMAGES` training images either way.
     """
     from torch.utils.data import DataLoader, TensorDataset
 
     x_test, y_test = _shape_tensors("test", config.n_test if n_test is None else n_test)
-    x_bn, y_bn = _shape_tensors("train", config.n_train if n_test is None else min(SMALL_BN_IMAGES, config.n_train))
+    x_bn, y_bn = _shape_tensors("train", min(SMALL_BN_IMAGES, config.n_train))
     # test batches of 250: the fastest size for these small networks on a CPU (measured); the BN
     # pass keeps batches of 500 (its cumulative average of batch statistics depends on the size)
     return (DataLoader(TensorDataset(x_test, y_test), batch_size=250),
