@@ -8,7 +8,8 @@ scores (the object classes **plus background**, class 0) and, per class, four bo
 deltas that correct the proposal (``lecture_lib.boxes.encode_boxes``). At test time: score,
 decode, per-class NMS.
 
-This file holds R-CNN itself: :func:`warp_regions`, :class:`RCNNConfig` and :class:`RCNN`. What
+This file holds R-CNN itself: :func:`warp_regions`, :class:`RCNNConfig` and :class:`RCNN`, and at
+the end the chapter's stored R-CNN (:func:`rcnn_recipe`, ``make weights NAME=rcnn_shapes``). What
 the whole family shares lives in its own modules, and is re-exported here so that
 ``from lecture_lib.models.rcnn import ...`` keeps working:
 
