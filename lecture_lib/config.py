@@ -88,6 +88,9 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True, threads: int |
         torch.set_num_threads(threads)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # deterministic mode also fills every new tensor with NaN (to expose reads of uninitialized
+        # memory): 15-17 % of a small CNN's training step on a CPU, and no result here reads such memory
+        torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return np.random.default_rng(seed)

@@ -54,6 +54,7 @@ def test_seed_everything_fixes_threads_and_deterministic_algorithms(monkeypatch)
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.is_deterministic_algorithms_warn_only_enabled()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert not torch.utils.deterministic.fill_uninitialized_memory  # no NaN fill of new tensors
         monkeypatch.setenv("LECTURE_THREADS", "2")
         config.seed_everything(0)
         assert torch.get_num_threads() == 2
@@ -62,6 +63,7 @@ def test_seed_everything_fixes_threads_and_deterministic_algorithms(monkeypatch)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = True
 
 
 def test_seeded_loader_kwargs_repeat_the_shuffle_and_worker_seeds():
