@@ -16,9 +16,11 @@ Every kernel runs with ``OMP_NUM_THREADS=1`` and ``LECTURE_THREADS=1`` whatever 
 so the numbers a page computes do not depend on how many pages ran beside it (``make book`` also
 builds with one thread). The longest pages start first (from the cache's last timings).
 
-A cell that waits longer than ``--timeout`` seconds stops its page; a page stopped that way (or
-by a dead kernel) is retried once, since a kernel has been seen to sit idle with a reply lost on
-a loaded machine. A page that fails prints its traceback and the script exits with status 1
+A cell that waits longer than ``--timeout`` seconds stops its page, and a watchdog stops the
+kernel of a page that runs past ``--page-timeout`` seconds in all (nbclient's cell timeout has
+not always fired); a page stopped either way, or by a dead kernel, is retried once. (With
+ipykernel 7 a page's client sometimes waited forever beside an idle kernel, a reply lost:
+``constraints.txt`` keeps ipykernel below 7, and the watchdog guards against the next such bug.) A page that fails prints its traceback and the script exits with status 1
 after the other pages have finished.
 
 ``--export DIR`` writes the cached executed notebook of every page to ``DIR/<path>``, glue
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -41,24 +44,43 @@ from notebooks import ROOT, toc_notebooks  # scripts/notebooks.py, beside this f
 
 CACHE = ROOT / "_build" / ".jupyter_cache"
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LECTURE_THREADS": "1"}
-RETRIED_ERRORS = ("CellTimeoutError", "DeadKernelError", "TimeoutError")
+RETRIED_ERRORS = ("CellTimeoutError", "DeadKernelError", "TimeoutError", "PageTimeout")
 
 
-def _execute(path: str, timeout: int) -> tuple[str, dict, float, str | None, str | None]:
+def _kill_kernel(fired: threading.Event) -> None:
+    """The page watchdog: kill this worker's kernel (and what it started); nbclient then raises."""
+    import psutil
+
+    fired.set()
+    for child in psutil.Process().children(recursive=True):
+        child.kill()
+
+
+def _execute(path: str, timeout: int, page_timeout: float) -> tuple[str, dict, float, str | None, str | None]:
     """In a worker process: run one notebook in its folder -> (path, nb, seconds, error, traceback)."""
+    import traceback
+
     from jupyter_cache.executors.utils import single_nb_execution
 
     os.environ.update(THREAD_ENV)  # the kernel inherits them
     nb = nbformat.read(path, as_version=4)
+    fired = threading.Event()
+    watchdog = threading.Timer(page_timeout, _kill_kernel, args=(fired,))
+    watchdog.daemon = True
     started = time.perf_counter()
+    watchdog.start()
     try:
         result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False)
-    except Exception as error:  # a dead kernel and the like: single_nb_execution only catches cell errors
-        import traceback
-
-        return path, nb, time.perf_counter() - started, type(error).__name__, traceback.format_exc()
-    error = type(result.err).__name__ if result.err is not None else None
-    return path, result.nb, result.time, error, result.exc_string
+        error, tb = (type(result.err).__name__ if result.err is not None else None), result.exc_string
+        nb = result.nb
+    except Exception as exc:  # a dead kernel and the like: single_nb_execution only catches cell errors
+        error, tb = type(exc).__name__, traceback.format_exc()
+    finally:
+        watchdog.cancel()
+    seconds = time.perf_counter() - started
+    if fired.is_set():
+        error, tb = "PageTimeout", f"the page ran past {page_timeout:.0f} s; its kernel was stopped\n{tb or ''}"
+    return path, nb, seconds, error, tb
 
 
 def _name(path) -> str:
@@ -75,7 +97,7 @@ def _previous_seconds(cache) -> dict[str, float]:
 
 
 def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int = 1,
-            cache_path: Path = CACHE) -> dict[str, dict]:
+            cache_path: Path = CACHE, page_timeout: float = 900) -> dict[str, dict]:
     """Execute the uncached ``paths`` ``jobs`` at a time into the cache -> ``{path: {seconds, status, error}}``."""
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -98,7 +120,7 @@ def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int =
     attempts = {p: 0 for p in todo}
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        running = {pool.submit(_execute, p, timeout) for p in todo}
+        running = {pool.submit(_execute, p, timeout, page_timeout) for p in todo}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -107,7 +129,7 @@ def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int =
                 name = _name(path)
                 if error in RETRIED_ERRORS and attempts[path] <= retries:
                     print(f"  {name}: {error} after {seconds:.0f} s, retrying", flush=True)
-                    running.add(pool.submit(_execute, path, timeout))
+                    running.add(pool.submit(_execute, path, timeout, page_timeout))
                     continue
                 if error is None:
                     record = cache.add_nb_to_project(path)
@@ -151,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("BOOK_JOBS", "2")),
                         help="pages executed at once (default 2, or $BOOK_JOBS)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds a cell may wait (default 600)")
+    parser.add_argument("--page-timeout", type=float, default=900,
+                        help="seconds a whole page may take before its kernel is stopped (default 900)")
     parser.add_argument("--retries", type=int, default=1, help="re-runs of a page stopped by a timeout (default 1)")
     parser.add_argument("--export", type=Path, metavar="DIR", help="afterwards copy the executed pages to DIR")
     args = parser.parse_args(argv)
@@ -159,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
-        report = execute(paths, jobs=args.jobs, timeout=args.timeout, retries=args.retries)
+        report = execute(paths, jobs=args.jobs, timeout=args.timeout, retries=args.retries,
+                         page_timeout=args.page_timeout)
     except ValueError as error:
         parser.error(str(error))
     if args.export:

@@ -70,3 +70,12 @@ def test_bad_arguments_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         execute_book.main([str(tmp_path / "missing.ipynb")])
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_a_page_past_its_time_has_its_kernel_stopped_and_is_retried_once(tmp_path, capsys):
+    slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(120)")
+    report = execute_book.execute([slow], jobs=1, timeout=600, page_timeout=4, cache_path=tmp_path / "cache")
+    assert report[str(slow)]["status"] == "failed" and report[str(slow)]["error"] == "PageTimeout"
+    assert report[str(slow)]["seconds"] < 60
+    out = capsys.readouterr().out
+    assert "PageTimeout after" in out and "retrying" in out and "ran past 4 s" in out
