@@ -16,11 +16,12 @@ Every kernel runs with ``OMP_NUM_THREADS=1`` and ``LECTURE_THREADS=1`` whatever 
 so the numbers a page computes do not depend on how many pages ran beside it (``make book`` also
 builds with one thread). The longest pages start first (from the cache's last timings).
 
-A cell that waits longer than ``--timeout`` seconds stops its page, and a watchdog stops the
-kernel of a page that runs past ``--page-timeout`` seconds in all (nbclient's cell timeout has
-not always fired); a page stopped either way, or by a dead kernel, is retried once. (With
-ipykernel 7 a page's client sometimes waited forever beside an idle kernel, a reply lost:
-``constraints.txt`` keeps ipykernel below 7, and the watchdog guards against the next such bug.) A page that fails prints its traceback and the script exits with status 1
+A watchdog stops the kernel of a page that runs past ``--page-timeout`` seconds in all, or
+whose kernel and its child processes use no CPU for ``--idle-timeout`` seconds while the page
+waits for it: with ipykernel 7 and with 6, a page with widgets (07/02) sometimes waited forever
+beside an idle kernel, a reply lost, and nbclient's own cell ``--timeout`` did not fire. A page
+stopped that way, or by a dead kernel, is retried once (``--retries``).
+A page that fails prints its traceback and the script exits with status 1
 after the other pages have finished.
 
 ``--export DIR`` writes the cached executed notebook of every page to ``DIR/<path>``, glue
@@ -47,16 +48,48 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LECTURE_THREADS":
 RETRIED_ERRORS = ("CellTimeoutError", "DeadKernelError", "TimeoutError", "PageTimeout")
 
 
-def _kill_kernel(fired: threading.Event) -> None:
-    """The page watchdog: kill this worker's kernel (and what it started); nbclient then raises."""
+def _tree_cpu_seconds(process) -> float:
+    """CPU seconds of ``process`` and everything it started (0 for what has gone meanwhile)."""
     import psutil
 
-    fired.set()
-    for child in psutil.Process().children(recursive=True):
-        child.kill()
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
-def _execute(path: str, timeout: int, page_timeout: float) -> tuple[str, dict, float, str | None, str | None]:
+def _watchdog(stop: threading.Event, fired: list, page_timeout: float, idle_timeout: float) -> None:
+    """Stop this worker's kernel (and what it started) when the page runs past ``page_timeout``
+    seconds, or when the kernel and its children use no CPU for ``idle_timeout`` seconds while
+    the client waits (a lost reply: the page would never finish); nbclient then raises."""
+    import psutil
+
+    me = psutil.Process()
+    started = last_busy = time.monotonic()
+    last_cpu = -1.0
+    while not stop.wait(2.0):
+        now = time.monotonic()
+        kernels = me.children()
+        cpu = sum(_tree_cpu_seconds(k) for k in kernels)
+        if cpu > last_cpu + 0.02:  # busy in the last 2 s (an idle kernel's heartbeat uses far less)
+            last_busy = now
+        last_cpu = cpu
+        reason = (f"ran past {page_timeout:.0f} s" if now - started > page_timeout else
+                  f"sat idle for {now - last_busy:.0f} s (kernel and its children used no CPU)"
+                  if kernels and now - last_busy > idle_timeout else None)
+        if reason:
+            fired.append(reason)
+            for child in me.children(recursive=True):
+                child.kill()
+            return
+
+
+def _execute(path: str, timeout: int, page_timeout: float,
+             idle_timeout: float) -> tuple[str, dict, float, str | None, str | None]:
     """In a worker process: run one notebook in its folder -> (path, nb, seconds, error, traceback)."""
     import traceback
 
@@ -64,9 +97,8 @@ def _execute(path: str, timeout: int, page_timeout: float) -> tuple[str, dict, f
 
     os.environ.update(THREAD_ENV)  # the kernel inherits them
     nb = nbformat.read(path, as_version=4)
-    fired = threading.Event()
-    watchdog = threading.Timer(page_timeout, _kill_kernel, args=(fired,))
-    watchdog.daemon = True
+    stop, fired = threading.Event(), []
+    watchdog = threading.Thread(target=_watchdog, args=(stop, fired, page_timeout, idle_timeout), daemon=True)
     started = time.perf_counter()
     watchdog.start()
     try:
@@ -76,10 +108,11 @@ def _execute(path: str, timeout: int, page_timeout: float) -> tuple[str, dict, f
     except Exception as exc:  # a dead kernel and the like: single_nb_execution only catches cell errors
         error, tb = type(exc).__name__, traceback.format_exc()
     finally:
-        watchdog.cancel()
+        stop.set()
+        watchdog.join()
     seconds = time.perf_counter() - started
-    if fired.is_set():
-        error, tb = "PageTimeout", f"the page ran past {page_timeout:.0f} s; its kernel was stopped\n{tb or ''}"
+    if fired:
+        error, tb = "PageTimeout", f"the page {fired[0]}; its kernel was stopped\n{tb or ''}"
     return path, nb, seconds, error, tb
 
 
@@ -97,7 +130,7 @@ def _previous_seconds(cache) -> dict[str, float]:
 
 
 def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int = 1,
-            cache_path: Path = CACHE, page_timeout: float = 900) -> dict[str, dict]:
+            cache_path: Path = CACHE, page_timeout: float = 900, idle_timeout: float = 60) -> dict[str, dict]:
     """Execute the uncached ``paths`` ``jobs`` at a time into the cache -> ``{path: {seconds, status, error}}``."""
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -120,7 +153,7 @@ def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int =
     attempts = {p: 0 for p in todo}
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        running = {pool.submit(_execute, p, timeout, page_timeout) for p in todo}
+        running = {pool.submit(_execute, p, timeout, page_timeout, idle_timeout) for p in todo}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -129,7 +162,7 @@ def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int =
                 name = _name(path)
                 if error in RETRIED_ERRORS and attempts[path] <= retries:
                     print(f"  {name}: {error} after {seconds:.0f} s, retrying", flush=True)
-                    running.add(pool.submit(_execute, path, timeout, page_timeout))
+                    running.add(pool.submit(_execute, path, timeout, page_timeout, idle_timeout))
                     continue
                 if error is None:
                     record = cache.add_nb_to_project(path)
@@ -175,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds a cell may wait (default 600)")
     parser.add_argument("--page-timeout", type=float, default=900,
                         help="seconds a whole page may take before its kernel is stopped (default 900)")
+    parser.add_argument("--idle-timeout", type=float, default=60,
+                        help="seconds a page's kernel may sit idle (no CPU, its children included) before it is "
+                             "stopped as hung (default 60)")
     parser.add_argument("--retries", type=int, default=1, help="re-runs of a page stopped by a timeout (default 1)")
     parser.add_argument("--export", type=Path, metavar="DIR", help="afterwards copy the executed pages to DIR")
     args = parser.parse_args(argv)
@@ -184,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such notebook: {', '.join(missing)}")
     try:
         report = execute(paths, jobs=args.jobs, timeout=args.timeout, retries=args.retries,
-                         page_timeout=args.page_timeout)
+                         page_timeout=args.page_timeout, idle_timeout=args.idle_timeout)
     except ValueError as error:
         parser.error(str(error))
     if args.export:
