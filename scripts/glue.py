@@ -15,8 +15,10 @@ citations are not prose. Exit status 1 when it finds any.
 ``compare`` reads the glued values of two builds (folders of executed notebooks that still hold
 their glue outputs: the ``_build/executed`` of two ``make notebooks`` runs, or the notebooks of two
 full builds taken from ``_build/.jupyter_cache`` -- not ``_build/jupyter_execute``, from which
-MyST-NB has removed them) and lists every name whose value differs, was added or was removed.
-Exit status 1 when there are differences.
+MyST-NB has removed them) and lists every name whose value differs, was added or was removed. A value that differs only
+in digits the prose does not show (``{glue:text}`name:.2f```) counts as equal; a value the page
+declares as a measured time (its notebook metadata ``lecture.varies``, e.g. a speed-up: the page
+says it varies and shows its spread) is listed apart. Exit status 1 when any other value differs.
 """
 
 from __future__ import annotations
@@ -153,17 +155,63 @@ def check(folder: Path) -> list[str]:
     return problems
 
 
-def compare(first: Path, second: Path) -> list[str]:
+_GLUE_ROLE = re.compile(r"\{glue:text\}`([A-Za-z_][\w.]*)(?::([^`]*))?`")
+
+
+def shown_formats(nb) -> dict[str, str]:
+    """``{name: format spec}`` of every ``{glue:text}`name:spec``` in ``nb``'s markdown (the
+    precision a reader sees; ``""`` when the role gives none)."""
+    formats = {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for name, spec in _GLUE_ROLE.findall(cell.source):
+                formats.setdefault(name, spec)
+    return formats
+
+
+def _as_shown(value: str, spec: str) -> str:
+    try:
+        return format(float(value), spec) if spec else value
+    except ValueError:  # not a number (a string's repr, a table): compared as stored
+        return value
+
+
+def varying(nb) -> set[str]:
+    """Glued names that the page declares as measured times (``metadata.lecture.varies``): they
+    change from run to run by nature, and the page shows their spread instead of one number."""
+    return set(nb.metadata.get("lecture", {}).get("varies", []))
+
+
+def compare_report(first: Path, second: Path) -> dict[str, list[str]]:
+    """Glued values of two builds, page by page and name by name, sorted into
+    ``identical``, ``equal_as_shown`` (they differ only in digits that no page shows: the prose
+    formats them, e.g. ``{glue:text}`mem:.2f``` with 2.74992 and 2.749912), ``varies`` (declared
+    measured times) and ``differences`` (everything else: a number the reader would see change)."""
     a, b = _notebooks(first), _notebooks(second)
-    differences = [f"{name}: only in {first}" for name in sorted(set(a) - set(b))]
-    differences += [f"{name}: only in {second}" for name in sorted(set(b) - set(a))]
+    report = {"identical": [], "equal_as_shown": [], "varies": [], "differences": []}
+    report["differences"] += [f"{name}: only in {first}" for name in sorted(set(a) - set(b))]
+    report["differences"] += [f"{name}: only in {second}" for name in sorted(set(b) - set(a))]
     for name in sorted(set(a) & set(b)):
-        va = glued_values(nbformat.read(a[name], as_version=4))
-        vb = glued_values(nbformat.read(b[name], as_version=4))
+        nb_a, nb_b = nbformat.read(a[name], as_version=4), nbformat.read(b[name], as_version=4)
+        va, vb = glued_values(nb_a), glued_values(nb_b)
+        formats, declared = shown_formats(nb_a), varying(nb_a) | varying(nb_b)
         for key in sorted(set(va) | set(vb)):
-            if va.get(key) != vb.get(key):
-                differences.append(f"{name}: {key}: {va.get(key, '<missing>')!s:.60} != {vb.get(key, '<missing>')!s:.60}")
-    return differences
+            x, y = va.get(key, "<missing>"), vb.get(key, "<missing>")
+            line = f"{name}: {key}: {x!s:.60} != {y!s:.60}"
+            if x == y:
+                report["identical"].append(f"{name}: {key}")
+            elif key in va and key in vb and key in formats and _as_shown(x, formats[key]) == _as_shown(y, formats[key]):
+                report["equal_as_shown"].append(line)
+            elif key in declared and key in va and key in vb:
+                report["varies"].append(line)
+            else:
+                report["differences"].append(line)
+    return report
+
+
+def compare(first: Path, second: Path) -> list[str]:
+    """The glued values whose difference a reader would see (see :func:`compare_report`)."""
+    return compare_report(first, second)["differences"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,9 +228,20 @@ def main(argv: list[str] | None = None) -> int:
             problems = check(args.folder)
             print("\n".join(problems) or f"{args.folder}: every printed figure in the prose is glued")
         else:
-            problems = compare(args.first, args.second)
-            total = sum(len(glued_values(nbformat.read(p, as_version=4))) for p in _notebooks(args.first).values())
-            print("\n".join(problems) or f"no differences: {total} glued values agree")
+            report = compare_report(args.first, args.second)
+            problems = report["differences"]
+            if report["varies"]:
+                print("measured times, declared by their pages (they vary between runs; the pages show the spread):")
+                print("\n".join(f"  {line}" for line in report["varies"]))
+            if report["equal_as_shown"]:
+                print("equal as the prose shows them (they differ in digits no page shows):")
+                print("\n".join(f"  {line}" for line in report["equal_as_shown"]))
+            if problems:
+                print("DIFFERENT:")
+                print("\n".join(f"  {line}" for line in problems))
+            total = sum(len(v) for v in report.values())
+            print(f"{total} glued values: {len(report['identical'])} identical, {len(report['equal_as_shown'])} equal "
+                  f"as shown, {len(report['varies'])} declared measured times, {len(problems)} different")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

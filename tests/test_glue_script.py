@@ -62,3 +62,27 @@ def test_check_and_compare_over_folders(tmp_path):
     assert glue_script.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     assert glue_script.main(["check", str(tmp_path / "a")]) == 0
     assert glue_script.main(["check", str(tmp_path / "missing")]) == 2
+
+
+def test_compare_counts_digits_no_page_shows_as_equal_and_lists_declared_times_apart(tmp_path):
+    for build, mem, speedup, acc in (("a", 2.74992, 56.4, 0.819), ("b", 2.749912, 67.3, 0.819)):
+        nb = new_notebook(cells=[_glued("mem", mem), _glued("speedup", speedup), _glued("acc", acc),
+                                 new_markdown_cell("It keeps {glue:text}`mem:.2f` MB, {glue:text}`speedup:.0f` times "
+                                                   "as fast, accuracy {glue:text}`acc:.3f`.")])
+        nb.metadata["lecture"] = {"varies": ["speedup"]}
+        (tmp_path / build / "book").mkdir(parents=True)
+        nbformat.write(nb, tmp_path / build / "book" / "page.ipynb")
+    report = glue_script.compare_report(tmp_path / "a", tmp_path / "b")
+    assert report["identical"] == ["book/page.ipynb: acc"]
+    assert report["equal_as_shown"] == ["book/page.ipynb: mem: 2.74992 != 2.749912"]
+    assert report["varies"] == ["book/page.ipynb: speedup: 56.4 != 67.3"]
+    assert report["differences"] == []
+    assert glue_script.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    # undeclared, the speed-up is a difference a reader would see
+    nb = nbformat.read(tmp_path / "b/book/page.ipynb", as_version=4)
+    nb.metadata["lecture"] = {}
+    nbformat.write(nb, tmp_path / "b/book/page.ipynb")
+    nb = nbformat.read(tmp_path / "a/book/page.ipynb", as_version=4)
+    nb.metadata["lecture"] = {}
+    nbformat.write(nb, tmp_path / "a/book/page.ipynb")
+    assert glue_script.compare(tmp_path / "a", tmp_path / "b") == ["book/page.ipynb: speedup: 56.4 != 67.3"]
