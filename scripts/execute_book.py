@@ -130,7 +130,7 @@ def _previous_seconds(cache) -> dict[str, float]:
 
 
 def execute(paths: list[Path], jobs: int = 2, timeout: int = 600, retries: int = 1,
-            cache_path: Path = CACHE, page_timeout: float = 900, idle_timeout: float = 60) -> dict[str, dict]:
+            cache_path: Path = CACHE, page_timeout: float = 900, idle_timeout: float = 30) -> dict[str, dict]:
     """Execute the uncached ``paths`` ``jobs`` at a time into the cache -> ``{path: {seconds, status, error}}``."""
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -208,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds a cell may wait (default 600)")
     parser.add_argument("--page-timeout", type=float, default=900,
                         help="seconds a whole page may take before its kernel is stopped (default 900)")
-    parser.add_argument("--idle-timeout", type=float, default=60,
+    parser.add_argument("--idle-timeout", type=float, default=30,
                         help="seconds a page's kernel may sit idle (no CPU, its children included) before it is "
-                             "stopped as hung (default 60)")
+                             "stopped as hung (default 30)")
     parser.add_argument("--retries", type=int, default=1, help="re-runs of a page stopped by a timeout (default 1)")
     parser.add_argument("--export", type=Path, metavar="DIR", help="afterwards copy the executed pages to DIR")
     args = parser.parse_args(argv)
