@@ -158,14 +158,14 @@ def check(folder: Path) -> list[str]:
 _GLUE_ROLE = re.compile(r"\{glue:text\}`([A-Za-z_][\w.]*)(?::([^`]*))?`")
 
 
-def shown_formats(nb) -> dict[str, str]:
-    """``{name: format spec}`` of every ``{glue:text}`name:spec``` in ``nb``'s markdown (the
-    precision a reader sees; ``""`` when the role gives none)."""
-    formats = {}
+def shown_formats(nb) -> dict[str, set[str]]:
+    """``{name: format specs}`` of every ``{glue:text}`name:spec``` in ``nb``'s markdown (the
+    precisions a reader sees; ``""`` when the role gives none)."""
+    formats: dict[str, set[str]] = {}
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for name, spec in _GLUE_ROLE.findall(cell.source):
-                formats.setdefault(name, spec)
+                formats.setdefault(name, set()).add(spec)
     return formats
 
 
@@ -200,7 +200,8 @@ def compare_report(first: Path, second: Path) -> dict[str, list[str]]:
             line = f"{name}: {key}: {x!s:.60} != {y!s:.60}"
             if x == y:
                 report["identical"].append(f"{name}: {key}")
-            elif key in va and key in vb and key in formats and _as_shown(x, formats[key]) == _as_shown(y, formats[key]):
+            elif key in va and key in vb and key in formats and all(
+                    _as_shown(x, spec) == _as_shown(y, spec) for spec in formats[key]):  # equal wherever shown
                 report["equal_as_shown"].append(line)
             elif key in declared and key in va and key in vb:
                 report["varies"].append(line)

@@ -86,3 +86,12 @@ def test_compare_counts_digits_no_page_shows_as_equal_and_lists_declared_times_a
     nb.metadata["lecture"] = {}
     nbformat.write(nb, tmp_path / "a/book/page.ipynb")
     assert glue_script.compare(tmp_path / "a", tmp_path / "b") == ["book/page.ipynb: speedup: 56.4 != 67.3"]
+
+
+def test_a_value_shown_twice_must_agree_at_the_finer_precision(tmp_path):
+    for build, mem in (("a", 2.74992), ("b", 2.749912)):
+        nb = new_notebook(cells=[_glued("mem", mem),
+                                 new_markdown_cell("{glue:text}`mem:.2f` MB, exactly {glue:text}`mem:.6f` MB.")])
+        (tmp_path / build / "book").mkdir(parents=True)
+        nbformat.write(nb, tmp_path / build / "book" / "page.ipynb")
+    assert glue_script.compare(tmp_path / "a", tmp_path / "b") == ["book/page.ipynb: mem: 2.74992 != 2.749912"]
