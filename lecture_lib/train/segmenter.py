@@ -368,33 +368,5 @@ def train_segmenter(model: nn.Module, dataset, seconds: float, batch_size: int =
     return history
 
 
-# --- using the trained model --------------------------------------------------------------------
-
-
-@torch.no_grad()
-def predict_masks(model: nn.Module, images: Tensor, batch_size: int = 32) -> Tensor:
-    """Arg-max class of every pixel: ``Tensor[N, H, W]`` int64 on the CPU for ``images``
-    ``Tensor[N, C, H, W]`` (run in eval mode on the model's device, ``batch_size`` at a time)."""
-    if not isinstance(images, Tensor) or images.dim() != 4:
-        raise ValueError(f"images must be a Tensor[N, C, H, W], got "
-                         f"{list(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
-    was_training = model.training
-    model.eval()
-    weight = next(model.parameters())
-    try:
-        parts = [model(chunk.to(weight.device, weight.dtype)).argmax(1).cpu() for chunk in images.split(batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts) if parts else torch.zeros(0, *images.shape[2:], dtype=torch.int64)
-
-
-def evaluate_segmenter(model: nn.Module, dataset, num_classes: int, batch_size: int = 32) -> ConfusionMatrix:
-    """The confusion matrix of ``model`` over a data set of ``(image, mask)`` pairs (summed over
-    all pixels: read ``.mean_iou()``, ``.per_class_iou()``, ``.pixel_accuracy()`` off it)."""
-    cm = ConfusionMatrix(num_classes)
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        images = torch.stack([image for image, _ in items])
-        masks = torch.stack([mask for _, mask in items])
-        cm.update(predict_masks(model, images, batch_size), masks)
-    return cm
+# using the trained model: lecture_lib.train.segmenter_predict (re-exported here)
+from lecture_lib.train.segmenter_predict import evaluate_segmenter, predict_masks  # noqa: E402
