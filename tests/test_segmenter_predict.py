@@ -116,3 +116,20 @@ def test_bad_input_is_named(data):
     with pytest.raises(ValueError, match="at least one image"):
         predict_probabilities(model, images[:0])
     assert predict_masks(model, images[:0]).shape == (0, 32, 32)
+
+
+@pytest.mark.parametrize("variant", ["32s", "8s"])
+def test_fcn_inference_copy_equals_the_fcn(variant):
+    from lecture_lib.models import fcn
+    from lecture_lib.train.segmenter_predict import _inference_copy
+    from lecture_lib.upsampling import ConvTranspose2d
+
+    torch.manual_seed(0)
+    model = fcn.FCN(fcn.scene_config(64, NUM_CLASSES, variant)).eval()
+    images = torch.rand(2, 3, 64, 64)
+    copy = _inference_copy(model)
+    assert not any(type(m) is ConvTranspose2d for m in copy.modules())  # swapped for PyTorch's
+    assert any(type(m) is ConvTranspose2d for m in model.modules())     # the model keeps the course's
+    with torch.no_grad():
+        torch.testing.assert_close(copy(images.contiguous(memory_format=torch.channels_last)), model(images),
+                                   atol=1e-4, rtol=1e-4)

@@ -15,7 +15,8 @@ view to view), and averaging removes part of the errors: on the chapter's stored
 both ways).
 
 Prediction runs on an inference copy of the model (BatchNorm folded into the convolutions,
-channels-last memory: ~1.5x faster on a CPU, the same scores up to float rounding ~1e-6).
+PyTorch's transpose convolution in place of the course's, channels-last memory: about 2x faster
+on a CPU, the same scores up to float rounding ~1e-6); the model itself is not changed.
 """
 
 from __future__ import annotations
@@ -54,9 +55,23 @@ def _check_images(images) -> None:
 
 
 def _inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode that computes the same scores faster: BatchNorm folded
+    into the convolutions before it, the course's from-scratch transpose convolutions
+    (``lecture_lib.upsampling.ConvTranspose2d``) swapped for ``torch.nn.ConvTranspose2d`` with
+    the same weights (the same sum: ``tests/test_upsampling.py`` checks them equal), channels-last."""
     from lecture_lib.ensembles.training import fold_batch_norm  # here: lecture_lib.ensembles imports lecture_lib.train
+    from lecture_lib.upsampling import ConvTranspose2d
 
-    return fold_batch_norm(model).to(memory_format=torch.channels_last)  # a copy, in eval mode
+    inference = fold_batch_norm(model)
+    for parent in list(inference.modules()):
+        for name, child in parent.named_children():
+            if type(child) is ConvTranspose2d:
+                c_in, c_out, kh, kw = child.weight.shape
+                fast = nn.ConvTranspose2d(c_in, c_out, (kh, kw), child.stride, child.padding, child.output_padding,
+                                          bias=child.bias is not None, device=child.weight.device, dtype=child.weight.dtype)
+                fast.load_state_dict(child.state_dict())
+                setattr(parent, name, fast)
+    return inference.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
