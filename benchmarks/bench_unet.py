@@ -33,13 +33,18 @@ the second for every row, the reference's included: ours >= 0.90 mean IoU on sce
 seed each within 0.02 of ours; ours at least 0.05 above the reference.
 
 **Budget clock** (``lecture_lib.train.segmenter.BudgetClock``): on a CPU, process CPU seconds
-divided by the 2 torch threads, so a shared machine's other processes do not eat the budget
-(6 min on 2 dedicated cores = 720 CPU s). The environment variable ``OMP_WAIT_POLICY=PASSIVE``
-is set before torch is imported: with OpenMP's default, a thread waiting for the other spins and
-burns CPU seconds without doing work, and on a loaded machine a step then "costs" 3-4 times the
-CPU seconds it needs (measured: 1213 vs 346 ms per step). On a GPU the clock is wall-clock.
+divided by the 2 torch threads. Run the benchmark **on an idle machine with OpenMP's default
+wait policy**: then the clock is the wall-clock (measured, the recipe's step: 70.5 ms of CPU per
+thread for 71.5 ms of wall time), so "6 minutes" is six minutes of two dedicated cores, and every
+row records its wall time (``train_wall_seconds``) to show it. On a busy machine the default
+policy's spinning threads charge CPU seconds that do no work (a row then gets fewer steps than it
+would on dedicated cores: a pessimistic result). ``OMP_WAIT_POLICY=PASSIVE`` in the environment
+removes that, but costs wall time on an idle machine and changes the price of a step (idle, per
+step: 79 ms of CPU per thread for 137 ms of wall time, against 71 / 71 by default), so results
+measured with it are not comparable: the file records the policy. On a GPU the clock is
+wall-clock.
 
-    python benchmarks/bench_unet.py                                  # all parts, CPU (~80 min on 2 idle cores)
+    python benchmarks/bench_unet.py                                  # all parts, CPU (~65 min on 2 idle cores)
     python benchmarks/bench_unet.py --parts recipe,reference         # some rows
     python benchmarks/bench_unet.py --parts recipe --store-weights   # and store the chapter's result
     python benchmarks/bench_unet.py --device cuda --budget-scale 0.1 --parts recipe,reference,scenes64
@@ -48,22 +53,19 @@ CPU seconds it needs (measured: 1213 vs 346 ms per step). On a GPU the clock is 
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see the module docstring
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

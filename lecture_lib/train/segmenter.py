@@ -17,11 +17,14 @@ What the recipe does (each choice measured on the chapter's scenes by
   memory; on a CPU, channels-last only where :class:`SegmenterRecipe` says so.
 
 **The budget clock.** On a CPU, ``seconds`` counts the process's CPU seconds divided by the
-number of torch threads (as ``benchmarks/bench_unet.py`` does): on a dedicated machine that
-is the wall-clock time, and on a shared one it stays fair, since time other processes take is
-not counted. (Set the environment variable ``OMP_WAIT_POLICY=PASSIVE`` before importing torch
-on a busy machine: otherwise OpenMP threads spin while they wait for each other and burn CPU
-seconds that do no work.) On a GPU, where the CPU mostly waits, it counts wall-clock seconds.
+number of torch threads (as ``benchmarks/bench_unet.py`` does): on a dedicated machine with
+OpenMP's default wait policy that is the wall-clock time (measured: 70.5 ms of CPU per thread
+for a 71.5-ms step), and time other processes take is not counted. On a busy machine the
+default policy's waiting threads spin and burn CPU seconds that do no work, so the run gets
+fewer steps than on dedicated cores; ``OMP_WAIT_POLICY=PASSIVE`` (set before importing torch)
+stops that, but then a budget second is worth fewer steps and about 1.9 wall-clock seconds on
+an idle machine (79 ms per thread for a 137-ms step). On a GPU, where the CPU mostly waits, it
+counts wall-clock seconds.
 Loading the data set's items counts too: pre-compute them (a list of tensors) for a fair budget.
 The chapter's scenes and stored result: :mod:`lecture_lib.train.segmenter_scenes`.
 """
