@@ -244,7 +244,9 @@ def test_watchdog_stops_memory_spread_over_processes():
             time.sleep({MARK})
     time.sleep({MARK})
     """
-    reason, seconds = watch(code, Limits(resident_mb=250))
+    # cpus=8: five children writing 80 MB each on a loaded machine wait to run for seconds, and
+    # the busy-processes rule (over cpus) fired first in one CI run; this test is about memory
+    reason, seconds = watch(code, Limits(resident_mb=250, cpus=8))
     assert "MB of memory, more than the 250 MB allowed" in reason
     assert seconds < 15
 
