@@ -42,8 +42,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from lecture_lib.config import get_device
-from lecture_lib.metrics.segmentation import ConfusionMatrix
 from lecture_lib.train.loop import fit
+from lecture_lib.train.segmenter_predict import evaluate_segmenter, predict_masks  # re-exported: using the trained model
 from lecture_lib.train.state import Callback, History, TrainState
 
 __all__ = ["SegmenterRecipe", "train_segmenter", "segmentation_loss", "dice_loss", "predict_masks",
@@ -369,7 +369,3 @@ def train_segmenter(model: nn.Module, dataset, seconds: float, batch_size: int =
         model.to(memory_format=torch.contiguous_format)
         model.eval()
     return history
-
-
-# using the trained model: lecture_lib.train.segmenter_predict (re-exported here)
-from lecture_lib.train.segmenter_predict import evaluate_segmenter, predict_masks  # noqa: E402
