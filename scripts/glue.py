@@ -10,7 +10,10 @@ computation changes. A figure is a number with a decimal point or of four or mor
 with at least two significant digits (0.82, 3.5, 66.9, 1231; not 0.5, 0.50 or 1000); it matches a printed
 number when the printed one, rounded to the typed number's decimals, equals it (also as a
 percentage: 81.9 % matches 0.8192). Figures inside glue roles, inline code, maths, links and
-citations are not prose. Exit status 1 when it finds any.
+citations are not prose. A page may declare figures it types on purpose -- a citation, a
+definition, a constant its code sets -- in its notebook metadata ``lecture.typed`` (``{"53.7":
+"the R-CNN paper's mAP"}``, figure -> why); ``check`` skips those, and lists a declared figure
+that the prose no longer has. Exit status 1 when it finds any.
 
 ``compare`` reads the glued values of two builds (folders of executed notebooks that still hold
 their glue outputs: the ``_build/executed`` of two ``make notebooks`` runs, or the notebooks of two
@@ -101,8 +104,20 @@ def _matches(figure: str, printed: list[Decimal]) -> bool:
     return False
 
 
+def declared_typed(nb) -> dict[str, str]:
+    """The figures ``nb`` types on purpose (``metadata.lecture.typed``: figure -> why)."""
+    declared = nb.metadata.get("lecture", {}).get("typed", {})
+    if not isinstance(declared, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                 for k, v in declared.items()):
+        raise ValueError(f"metadata.lecture.typed must map each figure to why it is typed "
+                         f"(e.g. {{\"53.7\": \"the R-CNN paper's mAP\"}}), got {declared!r}")
+    return declared
+
+
 def check_notebook(nb) -> list[str]:
-    """Typed figures of ``nb``'s markdown that its code cells also print."""
+    """Typed figures of ``nb``'s markdown that its code cells also print (those declared in
+    ``metadata.lecture.typed`` excepted), and declared figures the markdown no longer has."""
+    declared = declared_typed(nb)
     printed = []
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -111,13 +126,16 @@ def check_notebook(nb) -> list[str]:
                     printed.append(Decimal(number))
                 except InvalidOperation:
                     pass
-    problems = []
+    problems, typed = [], set()
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
         for figure in _figures(cell.source):
-            if _matches(figure, printed):
+            typed.add(figure)
+            if figure not in declared and _matches(figure, printed):
                 problems.append(f"markdown cell {index}: {figure} is printed by a code cell but typed, not glued")
+    problems += [f"metadata.lecture.typed declares {figure} ({why}), which no markdown cell has"
+                 for figure, why in declared.items() if figure not in typed]
     return problems
 
 

@@ -43,6 +43,25 @@ def test_check_notebook_flags_typed_printed_figures(markdown, printed, flagged):
     assert [p.split(": ")[1].split(" ")[0] for p in problems] == flagged
 
 
+def test_a_page_declares_the_figures_it_types_on_purpose():
+    # a citation that a printed timing happens to equal: declared, so not flagged
+    cells = [_printing("took 53.71 s"), new_markdown_cell("The R-CNN paper reports 53.7 mAP.")]
+    nb = new_notebook(cells=cells, metadata={"lecture": {"typed": {"53.7": "the R-CNN paper's mAP"}}})
+    assert glue_script.check_notebook(nb) == []
+    assert len(glue_script.check_notebook(new_notebook(cells=cells))) == 1   # undeclared: flagged
+    # a declaration the prose no longer has is stale
+    nb.metadata["lecture"]["typed"]["4.9"] = "Optuna's version"
+    assert glue_script.check_notebook(nb) == [
+        "metadata.lecture.typed declares 4.9 (Optuna's version), which no markdown cell has"]
+    # a declaration without its reason is refused
+    nb.metadata["lecture"]["typed"] = {"53.7": ""}
+    with pytest.raises(ValueError, match="must map each figure to why it is typed"):
+        glue_script.check_notebook(nb)
+    nb.metadata["lecture"]["typed"] = ["53.7"]
+    with pytest.raises(ValueError, match="got \\['53.7'\\]"):
+        glue_script.check_notebook(nb)
+
+
 def test_a_glued_value_is_not_printed_output():
     nb = new_notebook(cells=[_glued("acc", 0.819), new_markdown_cell("It reaches 0.819.")])
     assert glue_script.check_notebook(nb) == []
