@@ -2,8 +2,10 @@
 an ablation, each trained for the same time budget on the same data in the same run (issue 21).
 
 Data: ``preset_dataset("scenes128")`` (128 x 128, 1-6 rotated shapes of 4 classes, radii 6-25 %
-of the side, occlusion, textures, tint, noise; exact masks), 4000 training scenes, 300 held-out
+of the side, occlusion, textures, tint, noise; exact masks), 4000 training scenes, 1000 held-out
 test scenes (``split="test"``); ``scenes64`` (64 x 64, 1-3 shapes) for the 3-minute target.
+1000, not the page's 300: the draw of 300 test scenes alone moved the stored U-Net's score by up to
+0.019 (0.890-0.909 over five test seeds, ``notes``: issue 21), as much as the seed target allows.
 Training images are held as float16 (half the memory; the change is far below the scenes'
 noise), test images as generated.
 
@@ -17,7 +19,9 @@ Rows (``--parts`` selects groups; rows of other groups already in ``unet.json`` 
   ``lecture_lib/weights/segmenters_scenes.*``); with ``--from-stored`` it evaluates the files
   that ``make weights`` stored, without training;
 - ``ours_data_seed_1`` (other training and test scenes) and ``ours_seed_1`` (other
-  initialisation, order and flips) [part ``seeds``];
+  initialisation, order and flips) [part ``seeds``]; ``ours`` is also scored on data seed 1's test
+  scenes and ``ours_data_seed_1`` on ours' (``mean_iou_tta_cross``), which separates the training
+  scenes' effect from the test draw's;
 - ``reference``: the plain UNet a reader writes first (``ReferenceUNet``: two poolings,
   BatchNorm, transpose-convolution upsampling), Adam at 3e-3, batches of 32, cross-entropy,
   whole images, no augmentation, constant learning rate, written here;
@@ -44,7 +48,7 @@ step: 79 ms of CPU per thread for 137 ms of wall time, against 71 / 71 by defaul
 measured with it are not comparable: the file records the policy. On a GPU the clock is
 wall-clock.
 
-    python benchmarks/bench_unet.py                                  # all parts, CPU (~65 min on 2 idle cores)
+    python benchmarks/bench_unet.py                                  # all parts, CPU (~70 min on 2 idle cores)
     python benchmarks/bench_unet.py --parts recipe,reference         # some rows
     python benchmarks/bench_unet.py --parts recipe --store-weights   # and store the chapter's result
     python benchmarks/bench_unet.py --device cuda --budget-scale 0.1 --parts recipe,reference,scenes64
@@ -96,7 +100,7 @@ PARTS = ("recipe", "reference", "seeds", "scenes64", "ablation")
 # full budgets in seconds of the budget clock; --budget-scale multiplies them (e.g. on a GPU)
 BUDGET = {"scenes128": pick(360.0, 1.0), "scenes64": pick(180.0, 1.0)}
 ABLATION_BUDGET = pick(120.0, 1.0)
-N_TRAIN, N_TEST = pick(4000, 32), pick(300, 8)
+N_TRAIN, N_TEST = pick(4000, 32), pick(1000, 8)
 
 
 class ReferenceUNet(nn.Module):
@@ -173,6 +177,8 @@ def ablation_rows() -> list[Row]:
         Row("ablation/full_resolution", "ablation", model=unet(stem_stride=1),
             what="stem stride 1: the U-Net at full resolution (4x the work per image)"),
         Row("ablation/whole_images", "ablation", recipe={"crop": None}, what="whole 128-px images instead of 64-px crops"),
+        Row("ablation/crops_to_the_end", "ablation", recipe={"crop_fraction": 1.0},
+            what="64-px crops to the end (no whole images in the last 20 %)"),
         Row("ablation/no_flips", "ablation", recipe={"flips": False}, what="no random flips and quarter turns"),
         Row("ablation/constant_lr", "ablation", recipe={"schedule": "constant"}, what="constant learning rate, no cosine decay"),
         Row("ablation/ce_only", "ablation", recipe={"loss": "ce"}, what="cross-entropy alone (no Dice)"),
@@ -219,6 +225,11 @@ def data(preset: str, split: str, seed: int):
     return _DATA[key]
 
 
+def cross_data_seed(row: Row) -> int | None:
+    """The other data seed whose test scenes a row is also scored on (ours <-> ours_data_seed_1)."""
+    return {"ours": 1, "ours_data_seed_1": 0}.get(row.name)
+
+
 def _row_result(row: Row, model: nn.Module, test_set, step_loss: list, seconds: float, spent: float, wall: float,
                 cpu: float, recipe: dict, load_before: float, device: str, steps: int | None = None) -> dict:
     cm = evaluate_segmenter(model, test_set, NUM_CLASSES)
@@ -240,6 +251,11 @@ def _row_result(row: Row, model: nn.Module, test_set, step_loss: list, seconds: 
                        for i in range(0, len(step_loss), every)] if step_loss and isinstance(step_loss[0], float) else step_loss,
         "load_average": [load_before, os.getloadavg()[0]], "device": device, "when": environment()["when"],
     }
+    other = cross_data_seed(row)
+    if other is not None:  # the same model on the other data seed's test scenes
+        result["cross_data_seed"] = other
+        result["mean_iou_tta_cross"] = evaluate_segmenter(model, data(row.preset, "test", other), NUM_CLASSES,
+                                                          tta=True).mean_iou()
     print(f"{row.name:28s} mIoU {result['mean_iou']:.3f} (tta {result['mean_iou_tta']:.3f})  {result['steps']:5d} steps  {spent:6.1f} s budget clock  "
           f"{wall:6.0f} s wall  load {load_before:.1f}", flush=True)
     return result
@@ -327,6 +343,9 @@ def summary(rows: dict, clock: str) -> dict:
         "ours - reference >= 0.05": miou("ours") - miou("reference") >= TARGET_MARGIN,
     }
     fcn = ", ".join(f"FCN-{v} {miou('fcn' + v):.3f}" for v in ("32s", "16s", "8s"))
+
+    def cross(name):
+        return rows[name].get("mean_iou_tta_cross", float("nan")) if name in rows else float("nan")
     return {
         "target": (f"UNet recipe mean IoU (flip-averaged at test) >= {TARGET_MIOU:.2f} on {N_TEST} unseen scenes128 scenes within 6 minutes "
                    f"of 2 CPU cores (>= {TARGET_MIOU:.2f} on scenes64 within 3), second data and training seed "
@@ -334,7 +353,9 @@ def summary(rows: dict, clock: str) -> dict:
                    f"same time on the same data ({clock})"),
         "measured": (f"flip-averaged: ours {miou('ours'):.3f} (plain {plain('ours'):.3f}) vs reference "
                      f"{miou('reference'):.3f} (plain {plain('reference'):.3f}) (scenes128, "
-                     f"{BUDGET['scenes128']:.0f} s); seeds {miou('ours_data_seed_1'):.3f} / {miou('ours_seed_1'):.3f}; "
+                     f"{BUDGET['scenes128']:.0f} s); seeds {miou('ours_data_seed_1'):.3f} / {miou('ours_seed_1'):.3f} "
+                     f"(on the same test scenes: data seed 0's {miou('ours'):.3f} / {cross('ours_data_seed_1'):.3f}, "
+                     f"data seed 1's {cross('ours'):.3f} / {miou('ours_data_seed_1'):.3f}); "
                      f"scenes64 ours {miou('ours_64'):.3f} vs reference {miou('reference_64'):.3f}; {fcn}"),
         "checks": checks,
         "passed": bool(all(checks.values()) and not is_quick()),

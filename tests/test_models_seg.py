@@ -129,10 +129,11 @@ def test_scene_configs(module):
 
 
 def test_unet_scene_config_is_the_benchmarked_recipe():
-    # benchmarks/bench_unet.py: half resolution (stride-2 stem), thin, depth 4 at 128 px, 3 at 64
+    # benchmarks/bench_unet.py: thin; half resolution (stride-2 stem) and depth 4 at 128 px,
+    # full resolution and depth 3 at 64
     big, small = unet.scene_config(128, 5), unet.scene_config(64, 3)
     assert (big.stem_stride, big.base_channels, big.depth, big.batch_norm) == (2, 8, 4, True)
-    assert (small.stem_stride, small.depth, small.num_classes) == (2, 3, 3)
+    assert (small.stem_stride, small.base_channels, small.depth, small.num_classes) == (1, 8, 3, 3)
 
 
 def test_fcn_scene_config_variants():

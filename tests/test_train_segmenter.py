@@ -194,7 +194,7 @@ def test_crops_are_windows_of_image_and_mask_together_and_small_images_stay_whol
         assert len(found) == 1
     whole = _CheckedItems([(image, mask)], 5, 3, flips=False, generator=g, crop=64)[0]
     assert torch.equal(whole[0], image) and torch.equal(whole[1], mask)
-    assert SegmenterRecipe().crop == 64 and SegmenterRecipe().crop_fraction == 1.0
+    assert SegmenterRecipe().crop == 64 and SegmenterRecipe().crop_fraction == 0.8
 
 
 def test_training_switches_to_whole_images_after_crop_fraction():

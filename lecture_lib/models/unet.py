@@ -143,8 +143,11 @@ def scene_config(image_size: int, num_classes: int) -> UNetConfig:
     """
     check_scene_config_args(image_size, num_classes)
     # measured by benchmarks/bench_unet.py on 2 CPU cores (notes in its ablation): at a fixed time
-    # budget the number of optimizer steps decides, so the U-Net runs at half resolution (stride-2
-    # stem, one full-resolution conv beside the image) and stays thin (8 channels: 16 gave fewer
-    # steps and a lower mIoU); depth 4 lets the deepest cells see a whole 64-px object at 128 px.
-    depth = 3 if image_size <= 64 else 4
-    return UNetConfig(num_classes=num_classes, base_channels=8, depth=depth, batch_norm=True, stem_stride=2)
+    # budget the number of optimizer steps decides, so at 128 px the U-Net runs at half resolution
+    # (stride-2 stem, one full-resolution conv beside the image) and stays thin (8 channels: 16 gave
+    # fewer steps and a lower mIoU); depth 4 lets the deepest cells see a whole 64-px object at 128 px.
+    # At 64 px a full-resolution step is cheap enough: stem stride 1 there (scenes64, 180 s, 8 views,
+    # 300 test scenes: 0.934 against 0.924 at half resolution).
+    small = image_size <= 64
+    return UNetConfig(num_classes=num_classes, base_channels=8, depth=3 if small else 4, batch_norm=True,
+                      stem_stride=1 if small else 2)

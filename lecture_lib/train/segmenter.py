@@ -71,6 +71,9 @@ class SegmenterRecipe:
     Crops of 64: the network is fully convolutional (evaluated on whole images); a 64-px window
     costs a quarter of a 128-px image, so 4x the steps fit (scenes128, 120 s: mIoU 0.60 -> 0.76).
     Keep ``crop`` >= your largest objects: 48-px crops cut the 64-px shapes and fell to 0.46.
+    The last 20 % of the budget trains on whole images, the size the model is evaluated on
+    (scenes128, 360 s, 1000 test scenes, 8 views: 0.885 with crops to the end, 0.901 with
+    whole images for the last 20 %; the ablation row ``crops_to_the_end`` measures it again).
     """
 
     peak_lr: float = 3e-3
@@ -81,7 +84,7 @@ class SegmenterRecipe:
     flips: bool = True
     channels_last: bool | None = None
     crop: int | None = 64
-    crop_fraction: float = 1.0
+    crop_fraction: float = 0.8
 
     def __post_init__(self) -> None:
         if not self.peak_lr > 0:
