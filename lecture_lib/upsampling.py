@@ -278,6 +278,11 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None,
         return x.new_zeros(0, c_out, *size)
     # columns[n, (o, a, b), i * W + j] = sum_c weight[c, o, a, b] * x[n, c, i, j]
     columns = weight.reshape(c_in, c_out * kh * kw).t() @ x.reshape(n, c_in, h * w)
+    if stride == (kh, kw) and padding == (0, 0) and output_padding == (0, 0):
+        # kernel == stride (U-Net's "up-conv 2x2"): the copies tile the output without overlap,
+        # so nothing is summed and col2im is a reshape: block (i, j) fills rows i*k_h .. i*k_h+k_h-1
+        out = columns.reshape(n, c_out, kh, kw, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c_out, h * kh, w * kw)
+        return out + bias.view(1, -1, 1, 1) if bias is not None else out
     # col2im adds column (i, j) at (i * s - p, j * s - p) and drops what falls outside the
     # output: that is the padding crop. output_padding just makes the output taller/wider
     # (fold still finds H x W block positions because output_padding < stride).

@@ -140,3 +140,32 @@ def test_fcn_scene_config_variants():
     assert [fcn.scene_config(64, 5, v).variant for v in ("32s", "16s", "8s")] == ["32s", "16s", "8s"]
     with pytest.raises(ValueError, match="variant must be one of"):
         fcn.scene_config(64, 5, "4s")
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_channels_last_conv_is_nn_conv2d(kernel):
+    # same state dict, same outputs and gradients as torch's nn.Conv2d; hands back plain NCHW
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(8, 5, kernel, padding=kernel // 2)
+    ours = unet.ChannelsLastConv2d(8, 5, kernel, padding=kernel // 2)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 8, 17, 12, requires_grad=True)
+    out = ours(x)
+    assert out.is_contiguous()
+    (out ** 2).sum().backward()
+    grads = (x.grad.clone(), ours.weight.grad)
+    x.grad = None
+    expected = ref(x)
+    (expected ** 2).sum().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[0], x.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], ref.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_unet_state_dict_keys_are_plain_conv_keys():
+    # the full-resolution layers use ChannelsLastConv2d; the stored weights' keys do not change
+    model = UNet(unet.scene_config(128, 5))
+    assert isinstance(model.head, unet.ChannelsLastConv2d) and isinstance(model.refine[0], unet.ChannelsLastConv2d)
+    assert isinstance(model.encoder[0][0], unet.ChannelsLastConv2d) and isinstance(model.decoder[-1][3], unet.ChannelsLastConv2d)
+    assert type(model.encoder[1][0]) is torch.nn.Conv2d
+    assert {"head.weight", "head.bias", "refine.0.weight", "encoder.0.0.weight"} <= set(model.state_dict())

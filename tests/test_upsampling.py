@@ -189,6 +189,8 @@ CASES = [
     ((3, 1, 2, 7), (1, 1, 5), (1, 3), (0, 2), 0, False),
     ((1, 2, 1, 1), (3, 3, 3), 3, 0, 2, True),
     ((0, 2, 4, 4), (3, 3, 3), 2, 0, 1, True),  # empty batch
+    ((2, 3, 4, 5), (4, 2, 2), 2, 0, 0, True),  # kernel == stride: U-Net's up-conv (the reshape path)
+    ((1, 2, 3, 2), (3, 2, 3), (2, 3), 0, 0, False),  # kernel == stride, not square
 ]
 
 
@@ -250,14 +252,15 @@ def test_transpose_is_the_adjoint_of_conv():
     torch.testing.assert_close(lhs, rhs)
 
 
-def test_gradients_flow_like_torch():
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", [(3, 2, 1, 1), (2, 2, 0, 0)])
+def test_gradients_flow_like_torch(kernel, stride, padding, output_padding):
     g = _gen(8)
     x = torch.randn(2, 3, 4, 4, generator=g, requires_grad=True)
-    weight = torch.randn(3, 2, 3, 3, generator=g, requires_grad=True)
-    (conv_transpose2d(x, weight, stride=2, padding=1, output_padding=1) ** 2).sum().backward()
+    weight = torch.randn(3, 2, kernel, kernel, generator=g, requires_grad=True)
+    (conv_transpose2d(x, weight, None, stride, padding, output_padding) ** 2).sum().backward()
     ours = (x.grad.clone(), weight.grad.clone())
     x.grad = weight.grad = None
-    (F.conv_transpose2d(x, weight, stride=2, padding=1, output_padding=1) ** 2).sum().backward()
+    (F.conv_transpose2d(x, weight, None, stride, padding, output_padding) ** 2).sum().backward()
     torch.testing.assert_close(ours[0], x.grad)
     torch.testing.assert_close(ours[1], weight.grad)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from lecture_lib.checks import check_scene_config_args
 from lecture_lib.upsampling import ConvTranspose2d
 
-__all__ = ["UNetConfig", "UNet", "double_conv", "scene_config"]
+__all__ = ["UNetConfig", "UNet", "double_conv", "scene_config", "ChannelsLastConv2d"]
 
 
 @dataclass
@@ -59,11 +59,34 @@ class UNetConfig:
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
 
 
-def double_conv(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.Sequential:
-    """(3x3 conv -> [BN] -> ReLU) twice, with "same" padding: the U-Net's building block."""
+class ChannelsLastConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same state dict) that computes in channels-last memory on
+    a CPU and hands back a plain (NCHW) tensor.
+
+    Why: for thin, large feature maps (8 channels at 64 x 64) the CPU's NCHW convolution kernels
+    are slow: a 3x3 conv 8 -> 8 on 16 x 8 x 64 x 64, forward and backward on 2 cores, took
+    22.1 ms in NCHW and 7.5 ms channels-last, the 1x1 head 8 -> 5 24.3 against 4.2 ms, copies
+    in and out included (``benchmarks/bench_unet.py``'s recipe step: 124 -> 96 ms). The
+    U-Net uses it at full resolution only; deeper, smaller maps are as fast in NCHW, and
+    BatchNorm's backward is slower channels-last. Inputs already channels-last (a GPU run of
+    the recipe converts the whole model) pass straight through.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+def double_conv(in_channels: int, out_channels: int, batch_norm: bool = True,
+                channels_last: bool = False) -> nn.Sequential:
+    """(3x3 conv -> [BN] -> ReLU) twice, with "same" padding: the U-Net's building block.
+
+    ``channels_last=True`` uses :class:`ChannelsLastConv2d` (for the full-resolution level)."""
+    conv = ChannelsLastConv2d if channels_last else nn.Conv2d
     layers: list[nn.Module] = []
     for c_in in (in_channels, out_channels):
-        layers.append(nn.Conv2d(c_in, out_channels, 3, padding=1, bias=not batch_norm))
+        layers.append(conv(c_in, out_channels, 3, padding=1, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm2d(out_channels))
         layers.append(nn.ReLU(inplace=True))
@@ -86,7 +109,8 @@ class UNet(nn.Module):
         self.config = config if config is not None else UNetConfig(**kwargs)
         cfg = self.config
         widths = [cfg.base_channels * 2 ** i for i in range(cfg.depth + 1)]
-        first = double_conv(cfg.in_channels, widths[0], cfg.batch_norm)
+        # the first level's maps are the largest: its convolutions run channels-last on a CPU
+        first = double_conv(cfg.in_channels, widths[0], cfg.batch_norm, channels_last=True)
         if cfg.stem_stride == 2:
             first[0].stride = (2, 2)  # the first 3x3 convolution halves the resolution
         self.encoder = nn.ModuleList(
@@ -96,15 +120,15 @@ class UNet(nn.Module):
         self.up = nn.ModuleList([ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
                                  for i in reversed(range(cfg.depth))])
         # after concatenation with the skip map there are 2 * widths[i] channels
-        self.decoder = nn.ModuleList([double_conv(2 * widths[i], widths[i], cfg.batch_norm)
+        self.decoder = nn.ModuleList([double_conv(2 * widths[i], widths[i], cfg.batch_norm, channels_last=i == 0)
                                       for i in reversed(range(cfg.depth))])
         if cfg.stem_stride == 2:
             # back to full resolution; one 3x3 conv sees the features beside the image itself
             self.up_stem = ConvTranspose2d(widths[0], widths[0], 2, stride=2)
             self.refine = nn.Sequential(
-                nn.Conv2d(widths[0] + cfg.in_channels, widths[0], 3, padding=1, bias=not cfg.batch_norm),
+                ChannelsLastConv2d(widths[0] + cfg.in_channels, widths[0], 3, padding=1, bias=not cfg.batch_norm),
                 *([nn.BatchNorm2d(widths[0])] if cfg.batch_norm else []), nn.ReLU(inplace=True))
-        self.head = nn.Conv2d(widths[0], cfg.num_classes, 1)
+        self.head = ChannelsLastConv2d(widths[0], cfg.num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
