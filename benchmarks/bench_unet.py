@@ -329,11 +329,19 @@ def run_recipe(rows: list[Row], device: str, budget_scale: float, store: bool, f
 
 def summary(rows: dict, clock: str) -> dict:
     """Targets against the rows at hand (a target whose rows are missing counts as not met)."""
-    def miou(name):  # the recipe's score: with test-time augmentation (every row is measured both ways)
-        return rows[name].get("mean_iou_tta", float("nan")) if name in rows else float("nan")
+    def score(name: str, key: str = "mean_iou_tta") -> float:
+        """A row's score, NaN when the row (or the score) is missing. Keys: ``mean_iou_tta`` (the
+        recipe's: test-time augmentation), ``mean_iou`` (one view), ``mean_iou_tta_cross``."""
+        return rows.get(name, {}).get(key, float("nan"))
+
+    def miou(name):
+        return score(name)
 
     def plain(name):
-        return rows[name]["mean_iou"] if name in rows else float("nan")
+        return score(name, "mean_iou")
+
+    def cross(name):
+        return score(name, "mean_iou_tta_cross")
 
     checks = {
         "ours >= 0.90 (scenes128, 6 min)": miou("ours") >= TARGET_MIOU,
@@ -343,9 +351,6 @@ def summary(rows: dict, clock: str) -> dict:
         "ours - reference >= 0.05": miou("ours") - miou("reference") >= TARGET_MARGIN,
     }
     fcn = ", ".join(f"FCN-{v} {miou('fcn' + v):.3f}" for v in ("32s", "16s", "8s"))
-
-    def cross(name):
-        return rows[name].get("mean_iou_tta_cross", float("nan")) if name in rows else float("nan")
     return {
         "target": (f"UNet recipe mean IoU (flip-averaged at test) >= {TARGET_MIOU:.2f} on {N_TEST} unseen scenes128 scenes within 6 minutes "
                    f"of 2 CPU cores (>= {TARGET_MIOU:.2f} on scenes64 within 3), second data and training seed "

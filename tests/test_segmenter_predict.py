@@ -133,3 +133,24 @@ def test_fcn_inference_copy_equals_the_fcn(variant):
     with torch.no_grad():
         torch.testing.assert_close(copy(images.contiguous(memory_format=torch.channels_last)), model(images),
                                    atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("image_size", [128, 64])
+def test_unet_inference_copy_folds_every_batch_norm(image_size):
+    # the full-resolution layers are ChannelsLastConv2d: their BatchNorms fold like the others'
+    from lecture_lib.models import unet
+    from lecture_lib.train.segmenter_predict import _inference_copy
+
+    torch.manual_seed(0)
+    model = UNet(unet.scene_config(image_size, NUM_CLASSES))
+    with torch.no_grad():  # statistics a trained network could have
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    copy = _inference_copy(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    images = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(copy(images.contiguous(memory_format=torch.channels_last)), model(images),
+                                   atol=1e-4, rtol=1e-4)

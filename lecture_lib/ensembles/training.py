@@ -12,6 +12,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lecture_lib.ensembles.combining import average_predictions
 from lecture_lib.ensembles.snapshots import SnapshotCallback, cosine_restart_scheduler
+from lecture_lib.models.unet import ChannelsLastConv2d
 from lecture_lib.train import History, fit
 
 
@@ -56,7 +57,8 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
             continue
         for conv_name, bn_name in itertools.pairwise(list(module._modules)):
             conv, bn = module._modules[conv_name], module._modules[bn_name]
-            if (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
+            # exact types: a subclass may compute something else (ChannelsLastConv2d computes the same)
+            if (type(conv) in (nn.Conv2d, ChannelsLastConv2d) and type(bn) is nn.BatchNorm2d and bn.track_running_stats
                     and bn.running_mean is not None):
                 module._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
                 module._modules[bn_name] = nn.Identity()

@@ -14,7 +14,9 @@ What the recipe does (each choice measured on the chapter's scenes by
 - cross-entropy plus soft Dice loss (Dice weighs every class alike, however few its pixels);
 - random 64 x 64 crops (the network is fully convolutional: 4x the steps, whole images at test);
 - on a GPU: mixed precision (``torch.autocast`` with a gradient scaler) and channels-last
-  memory; on a CPU, channels-last only where :class:`SegmenterRecipe` says so.
+  memory; on a CPU, channels-last only where :class:`SegmenterRecipe` says so (the U-Net's
+  full-resolution convolutions compute channels-last on a CPU anyway:
+  :class:`lecture_lib.models.unet.ChannelsLastConv2d`).
 
 **The budget clock.** On a CPU, ``seconds`` counts the process's CPU seconds divided by the
 number of torch threads (as ``benchmarks/bench_unet.py`` does): on a dedicated machine with
