@@ -2,8 +2,8 @@
 
 Target (issue 6): the vectorized transpose convolution is within 2x of PyTorch's on a
 1 x 64 x 64 x 64 input, i.e. ``reference time / our time >= 0.5``, for the typical learnable
-2x upsampling layer (64 -> 64 channels, 4x4 filter, stride 2, padding 1) and for a
-stride-1 3x3 layer. The loop version is timed too, for the notebook's "why vectorize" point.
+2x upsampling layer (64 -> 64 channels, 4x4 filter, stride 2, padding 1), for a
+stride-1 3x3 layer and for U-Net's 2x2 up-conv of stride 2 (no overlap: a reshape, no fold). The loop version is timed too, for the notebook's "why vectorize" point.
 
     python benchmarks/bench_conv_transpose.py            # full
     LECTURE_QUICK=1 python benchmarks/bench_conv_transpose.py   # smoke run (smaller input)
@@ -31,6 +31,7 @@ CONFIGS = {  # name: (kernel, stride, padding, output_padding)
     "k4_s2_p1": (4, 2, 1, 0),
     "k3_s2_p1_op1": (3, 2, 1, 1),
     "k3_s1_p1": (3, 1, 1, 0),
+    "k2_s2": (2, 2, 0, 0),  # U-Net's up-conv 2x2: kernel == stride, computed as a reshape
 }
 
 

@@ -11,7 +11,7 @@ class probabilities of every view are turned back and averaged, and each pixel t
 arg-max of the average. The chapter trains with those same flips and turns, so every view is
 an image like the training ones; a CNN is not exactly invariant to them (its errors differ from
 view to view), and averaging removes part of the errors: on the chapter's stored U-Net, mean IoU
-0.893 -> 0.906 for 8 times the forward passes (``benchmarks/bench_unet.py`` measures every row
+0.895 -> 0.909 for 8 times the forward passes (``benchmarks/bench_unet.py`` measures every row
 both ways).
 
 Prediction runs on an inference copy of the model (BatchNorm folded into the convolutions,
