@@ -66,7 +66,7 @@ class ChannelsLastConv2d(nn.Conv2d):
     Why: for thin, large feature maps (8 channels at 64 x 64) the CPU's NCHW convolution kernels
     are slow: a 3x3 conv 8 -> 8 on 16 x 8 x 64 x 64, forward and backward on 2 cores, took
     22.1 ms in NCHW and 7.5 ms channels-last, the 1x1 head 8 -> 5 24.3 against 4.2 ms, copies
-    in and out included (``benchmarks/bench_unet.py``'s recipe step: 124 -> 96 ms). The
+    in and out included (a training step of the recipe at 128 px: 124 -> 96 ms). The
     U-Net uses it at full resolution only; deeper, smaller maps are as fast in NCHW, and
     BatchNorm's backward is slower channels-last. Inputs already channels-last (a GPU run of
     the recipe converts the whole model) pass straight through.
