@@ -3,7 +3,8 @@
 Target (issue 6): the vectorized transpose convolution is within 2x of PyTorch's on a
 1 x 64 x 64 x 64 input, i.e. ``reference time / our time >= 0.5``, for the typical learnable
 2x upsampling layer (64 -> 64 channels, 4x4 filter, stride 2, padding 1), for a
-stride-1 3x3 layer and for U-Net's 2x2 up-conv of stride 2 (no overlap: a reshape, no fold). The loop version is timed too, for the notebook's "why vectorize" point.
+stride-1 3x3 layer and for U-Net's 2x2 up-conv of stride 2 (no overlap: a reshape, no fold).
+The loop version is timed too, for the notebook's "why vectorize" point.
 
     python benchmarks/bench_conv_transpose.py            # full
     LECTURE_QUICK=1 python benchmarks/bench_conv_transpose.py   # smoke run (smaller input)

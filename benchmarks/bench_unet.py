@@ -100,8 +100,7 @@ PARTS = ("recipe", "reference", "seeds", "scenes64", "ablation")
 # full budgets in seconds of the budget clock; --budget-scale multiplies them (e.g. on a GPU)
 BUDGET = {"scenes128": pick(360.0, 1.0), "scenes64": pick(180.0, 1.0)}
 ABLATION_BUDGET = pick(120.0, 1.0)
-# 1000 test scenes: the draw of 300 alone moved one (stored) U-Net's score from 0.890 to 0.909 over
-# five test draws; the chapter's page takes 0.02 as the least noise of one run
+# 1000 test scenes, not 300: see the docstring (the test draw's noise; the page's NOISE_FLOOR)
 N_TRAIN, N_TEST = pick(4000, 32), pick(1000, 8)
 
 
